@@ -3,7 +3,8 @@ package config
 // Config is the whole configuration file. Each section is documented in
 // configs/dirsyncd.example.yaml.
 type Config struct {
-	Env        string           `yaml:"env"` // "production" (JSON logs) or "development" (console logs)
+	Env        string           `yaml:"env"` // "production" (JSON logs, default) or "development" (console logs)
+	Log        LogConfig        `yaml:"log"`
 	Store      StoreConfig      `yaml:"store"`
 	Server     ServerConfig     `yaml:"server"`
 	Tokens     []TokenConfig    `yaml:"tokens"`
@@ -15,3 +16,6 @@ type Config struct {
 	Reconcile  ReconcileConfig  `yaml:"reconcile"`
 	CaseAccess CaseAccessConfig `yaml:"caseAccess"`
 }
+
+// Development reports whether the configuration is for development.
+func (c *Config) Development() bool { return c.Env == EnvDevelopment }

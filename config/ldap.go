@@ -1,9 +1,226 @@
 package config
 
-// LDAPConfig is the `ldap` section. Owned by the ldap feature; fields are added with
-// the feature that uses them.
-type LDAPConfig struct{}
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
 
-func (c *LDAPConfig) defaults() {}
+// LDAPConfig is the `ldap` section: the LDAP directories dirsyncd pulls
+// users, groups and memberships from. Several sources are allowed; each is
+// named and its name is the audit actor "ldap:<name>".
+type LDAPConfig struct {
+	Sources []LDAPSource `yaml:"sources"`
+}
 
-func (c *LDAPConfig) validate(p *Problems) {}
+// LDAPSource is one LDAP directory. Its schedules are scheduler jobs of
+// kind ldap-incremental and ldap-full with params {source: <name>}.
+type LDAPSource struct {
+	Name string `yaml:"name"` // e.g. corp-ad; the link source is "ldap:<name>"
+	// URL is ldap://host:port, ldaps://host:port; StartTLS upgrades ldap://.
+	URL            string `yaml:"url"`
+	StartTLS       bool   `yaml:"startTLS"`
+	CAFile         string `yaml:"caFile"`         // PEM CA bundle for ldaps/StartTLS ("" = system roots)
+	ClientCertFile string `yaml:"clientCertFile"` // optional client certificate (PEM)
+	ClientKeyFile  string `yaml:"clientKeyFile"`
+	ServerName     string `yaml:"serverName"` // TLS server name, default the URL's host
+	BindDN         string `yaml:"bindDN"`
+	BindPassword   Secret `yaml:"bindPassword"`
+
+	Dialect string `yaml:"dialect"` // openldap, activedirectory or generic
+
+	UserBaseDNs  []string `yaml:"userBaseDNs"`
+	UserFilter   string   `yaml:"userFilter"` // default per dialect
+	GroupBaseDNs []string `yaml:"groupBaseDNs"`
+	GroupFilter  string   `yaml:"groupFilter"` // default per dialect
+
+	PageSize       int           `yaml:"pageSize"`       // RFC 2696 page size, default 1000
+	BatchSize      int           `yaml:"batchSize"`      // users written per store transaction, default 1000
+	DialTimeout    time.Duration `yaml:"dialTimeout"`    // default 10s
+	RequestTimeout time.Duration `yaml:"requestTimeout"` // per LDAP request (one page), default 60s
+	RunTimeout     time.Duration `yaml:"runTimeout"`     // whole run, default 30m
+
+	Attributes LDAPAttributeMap `yaml:"attributes"`
+	// MemberAttribute is member, uniqueMember or memberUid (default per dialect).
+	MemberAttribute string `yaml:"memberAttribute"`
+	Nested          *bool  `yaml:"nested"` // resolve group-in-group membership (default true)
+	// Correlate says how an entry without a link finds an existing user,
+	// tried in order after the stable-id link: "email", "userName".
+	Correlate []string `yaml:"correlate"`
+	// MinFullFraction aborts a full sync that returns fewer users than this
+	// fraction of the last successful full sync (default 0.5).
+	MinFullFraction float64 `yaml:"minFullFraction"`
+	// Overlap re-reads entries changed this long before the high-water mark
+	// in incremental runs (default 5m).
+	Overlap time.Duration `yaml:"overlap"`
+}
+
+// LDAPAttributeMap names the LDAP attribute for each user field.
+type LDAPAttributeMap struct {
+	UserName    string `yaml:"userName"`
+	Email       string `yaml:"email"`
+	GivenName   string `yaml:"givenName"`
+	FamilyName  string `yaml:"familyName"`
+	DisplayName string `yaml:"displayName"`
+	StableID    string `yaml:"stableId"` // entryUUID or objectGUID
+	FirmNumber  string `yaml:"firmNumber"`
+	UsualRole   string `yaml:"usualRole"`
+	Location    string `yaml:"location"`
+	UserType    string `yaml:"userType"`
+	GroupName   string `yaml:"groupName"` // default cn
+}
+
+// LDAP dialects.
+const (
+	LDAPDialectOpenLDAP = "openldap"
+	LDAPDialectAD       = "activedirectory"
+	LDAPDialectGeneric  = "generic"
+)
+
+// NestedEnabled reports whether group-in-group membership is resolved.
+func (s *LDAPSource) NestedEnabled() bool { return s.Nested == nil || *s.Nested }
+
+// Source returns a source by name.
+func (c *LDAPConfig) Source(name string) (LDAPSource, bool) {
+	for _, s := range c.Sources {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return LDAPSource{}, false
+}
+
+func (c *LDAPConfig) defaults() {
+	for i := range c.Sources {
+		c.Sources[i].ApplyDefaults()
+	}
+}
+
+func setDefault(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+// ApplyDefaults fills unset options (dialect-dependent filters, attributes
+// and member attribute, page size, timeouts, safety fraction, overlap).
+func (s *LDAPSource) ApplyDefaults() {
+	setDefault(&s.Dialect, LDAPDialectOpenLDAP)
+	ad := s.Dialect == LDAPDialectAD
+	if s.PageSize == 0 {
+		s.PageSize = 1000
+	}
+	if s.BatchSize == 0 {
+		s.BatchSize = 1000
+	}
+	if s.DialTimeout == 0 {
+		s.DialTimeout = 10 * time.Second
+	}
+	if s.RequestTimeout == 0 {
+		s.RequestTimeout = 60 * time.Second
+	}
+	if s.RunTimeout == 0 {
+		s.RunTimeout = 30 * time.Minute
+	}
+	if s.MinFullFraction == 0 {
+		s.MinFullFraction = 0.5
+	}
+	if s.Overlap == 0 {
+		s.Overlap = 5 * time.Minute
+	}
+	if len(s.Correlate) == 0 {
+		s.Correlate = []string{"email", "userName"}
+	}
+	if len(s.GroupBaseDNs) == 0 {
+		s.GroupBaseDNs = s.UserBaseDNs
+	}
+	a := &s.Attributes
+	setDefault(&a.Email, "mail")
+	setDefault(&a.GivenName, "givenName")
+	setDefault(&a.FamilyName, "sn")
+	setDefault(&a.DisplayName, "displayName")
+	setDefault(&a.GroupName, "cn")
+	if ad {
+		setDefault(&s.UserFilter, "(&(objectCategory=person)(objectClass=user))")
+		setDefault(&s.GroupFilter, "(objectClass=group)")
+		setDefault(&s.MemberAttribute, "member")
+		setDefault(&a.UserName, "sAMAccountName")
+		setDefault(&a.StableID, "objectGUID")
+	} else {
+		setDefault(&s.UserFilter, "(objectClass=inetOrgPerson)")
+		setDefault(&s.GroupFilter, "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))")
+		setDefault(&s.MemberAttribute, "member")
+		setDefault(&a.UserName, "uid")
+		setDefault(&a.StableID, "entryUUID")
+	}
+}
+
+func (c *LDAPConfig) validate(p *Problems) {
+	seen := map[string]bool{}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		path := fmt.Sprintf("ldap.sources[%d]", i)
+		switch {
+		case s.Name == "":
+			p.Addf(path+".name", "required")
+		case strings.ContainsAny(s.Name, " :/"):
+			p.Addf(path+".name", "%q must not contain spaces, ':' or '/'", s.Name)
+		case seen[s.Name]:
+			p.Addf(path+".name", "duplicate source %q", s.Name)
+		}
+		seen[s.Name] = true
+		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" {
+			p.Addf(path+".url", "want ldap://host[:port] or ldaps://host[:port], got %q", s.URL)
+		} else if s.StartTLS && u.Scheme == "ldaps" {
+			p.Addf(path+".startTLS", "StartTLS needs an ldap:// URL, not ldaps://")
+		}
+		if (s.ClientCertFile == "") != (s.ClientKeyFile == "") {
+			p.Addf(path+".clientCertFile", "clientCertFile and clientKeyFile go together")
+		}
+		if s.BindDN != "" && !s.BindPassword.IsSet() {
+			p.Addf(path+".bindPassword", "required when bindDN is set")
+		}
+		switch s.Dialect {
+		case LDAPDialectOpenLDAP, LDAPDialectAD, LDAPDialectGeneric:
+		default:
+			p.Addf(path+".dialect", "want openldap, activedirectory or generic, got %q", s.Dialect)
+		}
+		if len(s.UserBaseDNs) == 0 {
+			p.Addf(path+".userBaseDNs", "at least one base DN is required")
+		}
+		for j, dn := range append(append([]string(nil), s.UserBaseDNs...), s.GroupBaseDNs...) {
+			if !strings.Contains(dn, "=") {
+				p.Addf(fmt.Sprintf("%s.baseDNs[%d]", path, j), "%q is not a DN (quote DNs in YAML lists: [a,b] splits on commas)", dn)
+			}
+		}
+		if !strings.HasPrefix(s.UserFilter, "(") || !strings.HasPrefix(s.GroupFilter, "(") {
+			p.Addf(path+".userFilter", "filters must be parenthesised LDAP filters")
+		}
+		if s.PageSize < 1 || s.PageSize > 100000 {
+			p.Addf(path+".pageSize", "want 1..100000, got %d", s.PageSize)
+		}
+		if s.BatchSize < 1 {
+			p.Addf(path+".batchSize", "want > 0, got %d", s.BatchSize)
+		}
+		switch s.MemberAttribute {
+		case "member", "uniqueMember", "memberUid":
+		default:
+			p.Addf(path+".memberAttribute", "want member, uniqueMember or memberUid, got %q", s.MemberAttribute)
+		}
+		for j, c := range s.Correlate {
+			if c != "email" && c != "userName" {
+				p.Addf(fmt.Sprintf("%s.correlate[%d]", path, j), "want email or userName, got %q", c)
+			}
+		}
+		if s.MinFullFraction < 0 || s.MinFullFraction > 1 {
+			p.Addf(path+".minFullFraction", "want 0..1, got %v", s.MinFullFraction)
+		}
+		if s.Attributes.StableID == "" || s.Attributes.UserName == "" {
+			p.Addf(path+".attributes", "stableId and userName are required")
+		}
+		if s.DialTimeout < 0 || s.RequestTimeout < 0 || s.RunTimeout < 0 || s.Overlap < 0 {
+			p.Addf(path, "timeouts and overlap must not be negative")
+		}
+	}
+}

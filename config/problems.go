@@ -21,9 +21,19 @@ func (p *Problems) Err() error {
 	return &ValidationError{Problems: append([]string(nil), p.list...)}
 }
 
+// List returns the problems recorded so far.
+func (p *Problems) List() []string { return append([]string(nil), p.list...) }
+
 // ValidationError lists every problem found in a configuration.
-type ValidationError struct{ Problems []string }
+type ValidationError struct {
+	File     string // the file checked, when loaded from one
+	Problems []string
+}
 
 func (e *ValidationError) Error() string {
-	return fmt.Sprintf("config: %d problem(s):\n  - %s", len(e.Problems), strings.Join(e.Problems, "\n  - "))
+	where := "config"
+	if e.File != "" {
+		where = "config " + e.File
+	}
+	return fmt.Sprintf("%s: %d problem(s):\n  - %s", where, len(e.Problems), strings.Join(e.Problems, "\n  - "))
 }

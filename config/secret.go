@@ -13,13 +13,14 @@ import (
 // trailing newline trimmed). Its String and MarshalYAML never reveal it, so
 // a Secret printed or logged by mistake shows "[redacted]".
 type Secret struct {
-	ref   string // what the file said, e.g. "env:LDAP_PASSWORD"
-	value string
-	set   bool
+	ref      string // what the file said, e.g. "env:LDAP_PASSWORD"
+	value    string
+	set      bool
+	resolved bool // value holds the secret (NewSecret, or after resolve)
 }
 
 // NewSecret returns a Secret holding v (for tests and generated tokens).
-func NewSecret(v string) Secret { return Secret{ref: "value", value: v, set: true} }
+func NewSecret(v string) Secret { return Secret{ref: "value", value: v, set: v != "", resolved: true} }
 
 // UnmarshalYAML keeps the reference; Resolve reads it.
 func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
@@ -27,13 +28,13 @@ func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 	if err := n.Decode(&v); err != nil {
 		return err
 	}
-	s.ref, s.set = v, v != ""
+	*s = Secret{ref: v, set: v != ""}
 	return nil
 }
 
 // resolve reads the secret from where ref points.
 func (s *Secret) resolve() error {
-	if !s.set {
+	if !s.set || s.resolved {
 		return nil
 	}
 	switch {
@@ -51,12 +52,11 @@ func (s *Secret) resolve() error {
 			return fmt.Errorf("read secret file %s: %w", path, err)
 		}
 		s.value = strings.TrimRight(string(b), "\r\n")
-	case s.ref == "value":
-		// NewSecret: already resolved
 	default:
 		s.value = s.ref
 		s.ref = "value"
 	}
+	s.resolved = true
 	return nil
 }
 
@@ -77,3 +77,12 @@ func (s Secret) MarshalYAML() (any, error) { return "[redacted]", nil }
 
 // MarshalJSON never reveals the value.
 func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
+
+// Source says where the secret comes from without revealing it: "env:NAME",
+// "file:/path", or "value" for a literal.
+func (s Secret) Source() string {
+	if strings.HasPrefix(s.ref, "env:") || strings.HasPrefix(s.ref, "file:") {
+		return s.ref
+	}
+	return "value"
+}

@@ -14,6 +14,7 @@ var (
 	ErrNotFound        = errors.New("not found")
 	ErrConflict        = errors.New("conflict")         // a uniqueness rule would be broken
 	ErrVersionMismatch = errors.New("version mismatch") // optimistic concurrency (ETag) failed
+	ErrInvalidFilter   = errors.New("invalid filter")   // unknown attribute, operator or value type in a Filter/SortBy
 )
 
 // Store is dirsyncd's state. Reads may run outside a transaction; every

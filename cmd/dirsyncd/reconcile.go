@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/reconcile"
+	"github.com/dirsyncd/dirsyncd/scheduler"
+)
+
+// The reconcile feature: `dirsyncd reconcile [--dry-run] [--json]`,
+// `dirsyncd runs approve RUN --plan-hash H`, job kind "reconcile", and the
+// event-driven worker (serve) fed by SCIM, LDAP and CWA through
+// App.reconcileQueue.
+func init() {
+	register(feature{
+		Name: "reconcile",
+		Commands: func(app *App) []*cobra.Command {
+			return []*cobra.Command{newReconcileCmd(app), newRunsCmd(app)}
+		},
+		Jobs: func(app *App) map[string]scheduler.JobFunc {
+			return map[string]scheduler.JobFunc{reconcile.JobName: app.reconcileJob}
+		},
+		Setup: func(ctx context.Context, app *App) error {
+			w, err := app.reconcileQueue()
+			if err != nil {
+				return err
+			}
+			app.Go("reconcile-worker", w.Run)
+			return nil
+		},
+	})
+}
+
+var (
+	reconcileMu      sync.Mutex
+	reconcileWorkers = map[*App]*reconcile.Worker{}
+)
+
+// reconcileQueue returns the process's event-driven reconcile queue (made
+// on first use; serve runs it). SCIM, LDAP and CWA wiring pass it where they
+// take an Enqueue(ctx, userIDs...) consumer.
+func (a *App) reconcileQueue() (*reconcile.Worker, error) {
+	reconcileMu.Lock()
+	defer reconcileMu.Unlock()
+	if w, ok := reconcileWorkers[a]; ok {
+		return w, nil
+	}
+	r, err := a.reconciler()
+	if err != nil {
+		return nil, err
+	}
+	c := a.Config.Reconcile.Worker
+	log := a.Logger.Named("reconcile")
+	w := reconcile.NewWorker(r, reconcile.WorkerOptions{
+		Concurrency: c.Concurrency, BatchSize: c.BatchSize, MaxFailures: c.MaxFailures,
+		BaseBackoff: c.Backoff, MaxBackoff: c.MaxBackoff, Logger: a.Logger,
+		OnQuarantine: func(id string, err error) {
+			log.Error("user quarantined by the reconcile worker", zap.String("user_id", id), zap.Error(err))
+		},
+	})
+	reconcileWorkers[a] = w
+	return w, nil
+}
+
+// reconciler builds a Reconciler over the open store.
+func (a *App) reconciler() (*reconcile.Reconciler, error) {
+	if a.Store == nil {
+		return nil, errors.New("reconcile: store not open")
+	}
+	e, err := a.mappingEngine()
+	if err != nil {
+		return nil, err
+	}
+	c := a.Config.Reconcile
+	return reconcile.New(a.Store, e, reconcile.Options{
+		Guard:     reconcile.Guard{MinRevokes: c.MinRevokes, Percent: c.RevokePercent},
+		BatchSize: c.BatchSize,
+		Logger:    a.Logger,
+		Now:       a.Now,
+	}), nil
+}
+
+// reconcileJob is the scheduled full reconcile.
+func (a *App) reconcileJob(ctx context.Context, run *scheduler.RunContext) error {
+	r, err := a.reconciler()
+	if err != nil {
+		return err
+	}
+	rep, err := r.Full(ctx, reconcile.RunOptions{Trigger: run.Trigger, RunID: run.RunID})
+	if rep != nil {
+		for act, n := range rep.Plan.Counts() {
+			run.SetCount(string(act), int64(n))
+		}
+		run.SetCount("users", int64(rep.Users))
+		run.SetCount("applied", int64(rep.Applied))
+		run.SetCount("skipped", int64(rep.Skipped))
+		if rep.Status == directory.RunHeld {
+			b, _ := json.Marshal(rep.Plan)
+			run.SetPlan(rep.PlanHash, b)
+			run.Hold(rep.Held)
+		}
+	}
+	return err
+}
+
+func newReconcileCmd(app *App) *cobra.Command {
+	var dryRun, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Reconcile every user's grants with the mapping rules now (trigger=manual)",
+		Long: `reconcile computes the plan (grant, revoke, update, each with a reason),
+applies the guard (a plan revoking more than max(reconcile.minRevokes,
+reconcile.revokePercent% of all grants) is held for 'dirsyncd runs approve')
+and applies it in audited batches. --dry-run prints the same plan and writes
+nothing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			if _, err := app.open(ctx); err != nil {
+				return err
+			}
+			r, err := app.reconciler()
+			if err != nil {
+				return err
+			}
+			rep, err := r.Full(ctx, reconcile.RunOptions{DryRun: dryRun, Trigger: "manual"})
+			if err != nil {
+				return err
+			}
+			return printReport(cmd, rep, asJSON, dryRun)
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan, write nothing")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printReport(cmd *cobra.Command, rep *reconcile.Report, asJSON, dryRun bool) error {
+	w := cmd.OutOrStdout()
+	if asJSON {
+		return writeJSONOut(w, rep)
+	}
+	if err := rep.Plan.WriteText(w); err != nil {
+		return err
+	}
+	switch {
+	case dryRun:
+		fmt.Fprintf(w, "dry run: nothing written (plan hash %s)\n", rep.PlanHash)
+	case rep.Status == directory.RunHeld:
+		fmt.Fprintf(w, "run %s HELD: %s\n", rep.RunID, rep.Held)
+	case rep.RunID == "":
+		fmt.Fprintln(w, "nothing to change")
+	default:
+		fmt.Fprintf(w, "run %s %s: %d applied, %d skipped (changed since planned)\n", rep.RunID, rep.Status, rep.Applied, rep.Skipped)
+	}
+	return nil
+}
+
+func newRunsCmd(app *App) *cobra.Command {
+	cmd := &cobra.Command{Use: "runs", Short: "Review held runs"}
+	var hash string
+	var asJSON bool
+	approve := &cobra.Command{
+		Use:   "approve RUN --plan-hash H",
+		Short: "Apply exactly the plan of a held reconcile run",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if hash == "" {
+				return usageError{errors.New("runs approve: --plan-hash is required")}
+			}
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			if _, err := app.open(ctx); err != nil {
+				return err
+			}
+			r, err := app.reconciler()
+			if err != nil {
+				return err
+			}
+			rep, err := r.Approve(ctx, args[0], hash, "support:cli")
+			if err != nil {
+				return err
+			}
+			return printReport(cmd, rep, asJSON, false)
+		},
+	}
+	approve.Flags().StringVar(&hash, "plan-hash", "", "the held run's plan hash (as printed when it was held)")
+	approve.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(approve)
+	return cmd
+}

@@ -1,0 +1,60 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLDAPExampleSection(t *testing.T) {
+	b, err := os.ReadFile("../ldapsync/testdata/example-ldap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(t.TempDir(), "ad-password")
+	if err := os.WriteFile(pw, []byte("ad-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DIRSYNCD_LDAP_PASSWORD", "ol-secret")
+	c, err := Parse([]byte(strings.ReplaceAll(string(b), "/run/secrets/ad-password", pw)))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	ol, ok := c.LDAP.Source("corp-openldap")
+	if !ok || ol.BindPassword.Value() != "ol-secret" || !ol.StartTLS || ol.Overlap != 5*time.Minute || !ol.NestedEnabled() {
+		t.Fatalf("corp-openldap = %+v", ol)
+	}
+	ad, _ := c.LDAP.Source("corp-ad")
+	if ad.BindPassword.Value() != "ad-secret" || ad.Attributes.StableID != "objectGUID" || ad.Attributes.UserName != "sAMAccountName" ||
+		ad.PageSize != 1000 || ad.MinFullFraction != 0.5 || ad.GroupBaseDNs[0] != "OU=Staff,DC=corp,DC=example" ||
+		!strings.Contains(ad.UserFilter, "objectCategory=person") {
+		t.Fatalf("corp-ad defaults = %+v", ad)
+	}
+}
+
+func TestLDAPValidateReportsEveryProblem(t *testing.T) {
+	c := LDAPConfig{Sources: []LDAPSource{
+		{Name: "a", URL: "http://x", Dialect: "novell", MemberAttribute: "members", BindDN: "cn=x", Correlate: []string{"phone"}},
+		{Name: "a", URL: "ldaps://x", StartTLS: true, UserBaseDNs: []string{"dc=x", "corp"}, MinFullFraction: 2, ClientCertFile: "c.pem"},
+	}}
+	c.defaults()
+	var p Problems
+	c.validate(&p)
+	var ve *ValidationError
+	if !errors.As(p.Err(), &ve) {
+		t.Fatal("no problems reported")
+	}
+	all := strings.Join(ve.Problems, "\n")
+	for _, want := range []string{
+		"ldap.sources[0].url", "ldap.sources[0].dialect", "ldap.sources[0].memberAttribute", "ldap.sources[0].bindPassword",
+		"ldap.sources[0].userBaseDNs", "ldap.sources[0].correlate[0]", "ldap.sources[1].name: duplicate",
+		"ldap.sources[1].startTLS", "is not a DN", "ldap.sources[1].minFullFraction", "ldap.sources[1].clientCertFile",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing problem %q in:\n%s", want, all)
+		}
+	}
+}

@@ -1,0 +1,44 @@
+// Package cwasync pulls the legacy CWA directory (the agency's Provider Data
+// API over CWA snapshots) into the store: firms, offices and legacy logins
+// with their office codes, which mapping rules use as facts (provenance
+// "cwa").
+//
+// Client speaks the API (DOMAIN.md, "The legacy CWA side"):
+//
+//	GET /provider-offices/snapshot                   {"offices":[{firmNumber, firmName, firmType, parentFirmNumber,
+//	                                                   officeAccountNumber, officeAddressLine1..3, officeAddressCity,
+//	                                                   officeAddressPostcode}]}
+//	GET /provider-firms/{firmNumber}/provider-users  {"users":[{userLogin, firstName, lastName, email}]}
+//	GET /provider-users/{userLogin}/provider-offices {"officeCodes":[{"firmOfficeCode":"0Q731M"}]}
+//	GET /provider-users/exists?userEmail=E           {"user":{"userLogin":"..."}}, 404 when none
+//
+// The provider-users list shape is not public; the one above is dirsyncd's
+// decision, shared with cwasync/cwafake. The API key goes in a header
+// (X-Authorization by default) and is never logged. Each attempt has a
+// timeout; 5xx, 429 (honouring Retry-After), connection errors and
+// truncated bodies are retried with exponential backoff and jitter; the
+// service's out-of-hours refusal (503 with code OUT_OF_HOURS, or a
+// Retry-After longer than the client may wait) fails with ErrUnavailable;
+// 401/403 fail with ErrUnauthorized; a body that is not the documented JSON
+// fails with ErrMalformed.
+//
+// ApplyRules applies the agency's snapshot rules (see its comment): bad
+// rows are reported, not imported. Syncer.Sync then reads every firm's
+// logins and every login's office codes with bounded concurrency, links
+// logins to users by e-mail (case-insensitive), compares everything with
+// the store and writes only the differences, in one store.Update with actor
+// "cwa" and the run id, together with the run report (Tx.AddRunItems) and
+// the cursor (the last good counts). Nothing is ever deleted:
+//   - a firm missing from the snapshot is disabled;
+//   - an office missing from it is made inactive, and an office that moved
+//     firm is updated; in both cases the legacy logins lose that office
+//     code (a login only keeps codes of active offices of its own firm), so
+//     grants with legacy office scope narrow at the next reconcile;
+//   - a login CWA no longer lists keeps its record but loses its office
+//     codes and its user (and its "cwa" link is marked gone).
+//
+// Safety: any failed or partial read (after retries), malformed JSON or a
+// snapshot with fewer firms or offices than MinFraction (default 0.5) of
+// the last good one aborts the run before anything is written. A repeat
+// with no changes writes nothing.
+package cwasync

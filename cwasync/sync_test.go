@@ -1,0 +1,622 @@
+package cwasync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/cwasync"
+	"github.com/dirsyncd/dirsyncd/cwasync/cwafake"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/internal/testenv"
+	"github.com/dirsyncd/dirsyncd/store/postgres"
+	"github.com/dirsyncd/dirsyncd/store/sqlite"
+)
+
+// backends lists the real stores the sync tests run against.
+var backends = []struct {
+	name string
+	open func(t testing.TB) store.Store
+}{
+	{"sqlite", openSQLite},
+	{"postgres", openPostgres},
+}
+
+func openSQLite(t testing.TB) store.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dirsyncd.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func openPostgres(t testing.TB) store.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, testenv.Postgres(t), postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// env is one sync test: a store, the fake CWA serving a fixture and a
+// client that never sleeps for real.
+type env struct {
+	t     *testing.T
+	st    store.Store
+	fake  *cwafake.Handler
+	api   *cwasync.Client
+	sl    *sleeps
+	now   time.Time
+	minFr float64
+}
+
+func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			st := b.open(t)
+			fx, err := cwafake.LoadFixture("testdata/sync.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := cwafake.NewHandler(fx, apiKey)
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			api, sl := newClient(t, srv.URL, nil)
+			fn(t, &env{t: t, st: st, fake: h, api: api, sl: sl, now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)})
+		})
+	}
+}
+
+func (e *env) syncer() *cwasync.Syncer {
+	return cwasync.New(e.api, e.st, cwasync.Options{Concurrency: 4, MinFraction: e.minFr, Now: func() time.Time { return e.now }})
+}
+
+// run records a run and syncs under it.
+func (e *env) run(dry bool) (*cwasync.Report, string, error) {
+	e.t.Helper()
+	ctx := context.Background()
+	id := fmt.Sprintf("00000000-0000-4000-8000-%012d", time.Now().UnixNano()%1e12)
+	err := e.st.Update(ctx, audit.Meta{Actor: audit.ActorScheduler, RunID: id}, func(ctx context.Context, tx store.Tx) error {
+		return tx.CreateRun(ctx, &directory.Run{ID: id, Job: "cwa", Trigger: "manual", Status: directory.RunRunning, StartedAt: e.now})
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rep, err := e.syncer().Sync(ctx, id, dry)
+	return rep, id, err
+}
+
+func (e *env) mustRun() (*cwasync.Report, string) {
+	e.t.Helper()
+	rep, id, err := e.run(false)
+	if err != nil {
+		e.t.Fatalf("sync: %v", err)
+	}
+	return rep, id
+}
+
+func (e *env) createUser(name, email string) string {
+	e.t.Helper()
+	u := &directory.User{UserName: name, Email: email, Active: true}
+	err := e.st.Update(context.Background(), audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		return tx.CreateUser(ctx, u)
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u.ID
+}
+
+// events counts audit events by actor "cwa" (and checks their run id).
+func (e *env) events() int {
+	e.t.Helper()
+	n := 0
+	err := e.st.Audit(context.Background(), store.AuditFilter{Actor: audit.ActorCWA}, func(ev audit.Event) error {
+		if ev.RunID == "" {
+			return fmt.Errorf("cwa event %s %s without run id", ev.Action, ev.ObjectID)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+func (e *env) firm(n string) directory.Firm {
+	e.t.Helper()
+	f, err := e.st.GetFirm(context.Background(), n)
+	if err != nil {
+		e.t.Fatalf("firm %s: %v", n, err)
+	}
+	return f
+}
+
+func (e *env) office(c string) directory.Office {
+	e.t.Helper()
+	o, err := e.st.GetOffice(context.Background(), c)
+	if err != nil {
+		e.t.Fatalf("office %s: %v", c, err)
+	}
+	return o
+}
+
+func (e *env) login(l string) directory.LegacyLogin {
+	e.t.Helper()
+	v, err := e.st.GetLegacyLogin(context.Background(), l)
+	if err != nil {
+		e.t.Fatalf("legacy login %s: %v", l, err)
+	}
+	return v
+}
+
+func (e *env) items(runID string) []directory.RunItem {
+	e.t.Helper()
+	its, err := e.st.ListRunItems(context.Background(), store.RunItemQuery{RunID: runID, Limit: 10000})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return its
+}
+
+func findItem(its []directory.RunItem, action, typ, id, reason string) bool {
+	return slices.ContainsFunc(its, func(it directory.RunItem) bool {
+		return it.Action == action && it.ObjectType == typ && it.ObjectID == id && strings.Contains(it.Reason, reason)
+	})
+}
+
+func TestSyncInitial(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		john := e.createUser("john", "J.SMITH@SMITH.EXAMPLE")
+		alice := e.createUser("alice", "a.brown@smith.example")
+		rep, runID := e.mustRun()
+
+		// Firms, with the snapshot rules applied.
+		wantFirms := map[string]directory.Firm{
+			"3856": {Name: "Smith & Co Solicitors", Type: directory.FirmLegalServicesProvider},
+			"4001": {Name: "Grays Chambers", Type: directory.FirmChambers},
+			"4002": {Name: "Jane Doe", Type: directory.FirmAdvocate, ParentNumber: "4001"},
+			"5001": {Name: "Shared Name (5001)", Type: directory.FirmLegalServicesProvider},
+			"5002": {Name: "Shared Name (5002)", Type: directory.FirmLegalServicesProvider},
+			"6001": {Name: "Lone Advocate", Type: directory.FirmAdvocate},
+			"6002": {Name: "Under Advocate", Type: directory.FirmLegalServicesProvider}, // advocate parent cleared
+			"7001": {Name: "Top", Type: directory.FirmLegalServicesProvider},
+			"7002": {Name: "Mid", Type: directory.FirmLegalServicesProvider, ParentNumber: "7001"},
+			"7003": {Name: "Low", Type: directory.FirmLegalServicesProvider}, // two levels: cleared
+		}
+		firms, err := e.st.ListFirms(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(firms) != len(wantFirms) {
+			t.Errorf("%d firms, want %d: %+v", len(firms), len(wantFirms), firms)
+		}
+		for _, f := range firms {
+			w := wantFirms[f.Number]
+			if f.Name != w.Name || f.Type != w.Type || f.ParentNumber != w.ParentNumber || !f.Enabled {
+				t.Errorf("firm %s = %+v, want %+v", f.Number, f, w)
+			}
+		}
+		for _, gone := range []string{"8001", "8002"} {
+			if _, err := e.st.GetFirm(context.Background(), gone); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("dropped firm %s imported (err %v)", gone, err)
+			}
+		}
+		if _, err := e.st.GetOffice(context.Background(), "9Z999Z"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("office without a firm imported (err %v)", err)
+		}
+		o := e.office("0Q731M")
+		if o.FirmNumber != "3856" || !o.Active || !slices.Equal(o.Address, []string{"1 High Street"}) || o.City != "Leeds" || o.Postcode != "LS1 1AA" {
+			t.Errorf("office 0Q731M = %+v", o)
+		}
+
+		// Legacy logins: facts, linked by e-mail case-insensitively.
+		js := e.login("JSMITH")
+		if js.UserID != john || js.FirmNumber != "3856" || !slices.Equal(js.OfficeCodes, []string{"0Q731M"}) || js.GivenName != "John" {
+			t.Errorf("JSMITH = %+v", js)
+		}
+		if ab := e.login("ABROWN"); ab.UserID != alice || !slices.Equal(ab.OfficeCodes, []string{"0Q731M", "1A001L"}) {
+			t.Errorf("ABROWN = %+v", ab)
+		}
+		gh := e.login("GHOST")
+		if gh.UserID != "" || !slices.Equal(gh.OfficeCodes, []string{"1A001L"}) {
+			t.Errorf("GHOST = %+v, want unmatched with only its own firm's valid office", gh)
+		}
+		u, err := e.st.FindUserByLink(context.Background(), cwasync.Source, "JSMITH")
+		if err != nil || u.ID != john {
+			t.Errorf("link cwa/JSMITH → %v %v, want john", u.ID, err)
+		}
+		if _, err := e.st.FindUserByLink(context.Background(), cwasync.Source, "GHOST"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unmatched login has a link (err %v)", err)
+		}
+
+		// Report: counts and items with reasons.
+		c := rep.Counts
+		for k, want := range map[string]int64{"firms_created": 10, "offices_created": 11, "legacy_logins_created": 5,
+			"linked": 2, "unmatched": 3, "dropped": 3, "repaired": 4, "rows": 14, "firms": 10, "offices": 11, "logins": 5} {
+			if c[k] != want {
+				t.Errorf("count %s = %d, want %d (all: %v)", k, c[k], want, c)
+			}
+		}
+		if c["rejected"] < 2 {
+			t.Errorf("rejected = %d, want the bad office code row and GHOST's codes", c["rejected"])
+		}
+		its := e.items(runID)
+		for _, w := range []struct{ action, typ, id, reason string }{
+			{cwasync.ActionCreated, cwasync.ObjFirm, "3856", "new"},
+			{cwasync.ActionDropped, cwasync.ObjOffice, "9Z999Z", "office without a firm"},
+			{cwasync.ActionDropped, cwasync.ObjFirm, "8001", "firm without offices"},
+			{cwasync.ActionRejected, cwasync.ObjOffice, "12-34", "invalid office code"},
+			{cwasync.ActionDropped, cwasync.ObjFirm, "8002", "firm without offices"},
+			{cwasync.ActionRepaired, cwasync.ObjFirm, "6002", "advocate is never a parent"},
+			{cwasync.ActionRepaired, cwasync.ObjFirm, "7003", "one level deep"},
+			{cwasync.ActionRepaired, cwasync.ObjFirm, "5001", "firm number appended"},
+			{cwasync.ActionRejected, cwasync.ObjLegacyLogin, "GHOST", "office 2B002C belongs to firm 4001"},
+			{cwasync.ActionUnmatched, cwasync.ObjLegacyLogin, "GHOST", "no user has e-mail"},
+			{cwasync.ActionUnmatched, cwasync.ObjLegacyLogin, "NOEMAIL", "no e-mail"},
+			{cwasync.ActionLinked, cwasync.ObjLegacyLogin, "JSMITH", "linked by e-mail"},
+		} {
+			if !findItem(its, w.action, w.typ, w.id, w.reason) {
+				t.Errorf("run items lack %+v", w)
+			}
+		}
+		// Every change is an audit event by actor cwa with the run id.
+		if n := e.events(); n < 10+11+5+2 {
+			t.Errorf("%d cwa audit events, want one per change (≥ 28)", n)
+		}
+	})
+}
+
+func TestSyncRepeatWritesNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.createUser("john", "j.smith@smith.example")
+		e.mustRun()
+		before := e.events()
+		e.now = e.now.Add(time.Hour)
+		rep, _ := e.mustRun()
+		if rep.Writes != 0 {
+			t.Errorf("repeat made %d writes, want 0", rep.Writes)
+		}
+		if n := e.events(); n != before {
+			t.Errorf("repeat wrote %d audit events", n-before)
+		}
+		for _, k := range []string{"created", "updated", "disabled", "linked", "unlinked", "gone"} {
+			if rep.Counts[k] != 0 {
+				t.Errorf("repeat count %s = %d", k, rep.Counts[k])
+			}
+		}
+		if rep.Counts["unmatched"] != 4 {
+			t.Errorf("unmatched count %d, want 4 (still reported)", rep.Counts["unmatched"])
+		}
+	})
+}
+
+func TestSyncFirmMissingIsDisabled(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.createUser("jane", "jane@doe.example")
+		e.mustRun()
+		fx := e.fake.Fixture()
+		fx.Offices = slices.DeleteFunc(fx.Offices, func(o cwafake.OfficeRow) bool { return o.FirmNumber == "4002" })
+		fx.Users = slices.DeleteFunc(fx.Users, func(u cwafake.User) bool { return u.FirmNumber == "4002" })
+		e.fake.SetFixture(fx)
+		rep, runID := e.mustRun()
+
+		f := e.firm("4002") // still there: disabled, never deleted
+		if f.Enabled || f.Name != "Jane Doe" {
+			t.Errorf("firm 4002 = %+v, want kept and disabled", f)
+		}
+		if o := e.office("3C003D"); o.Active {
+			t.Errorf("office of the missing firm still active: %+v", o)
+		}
+		jd := e.login("JDOE")
+		if jd.UserID != "" || len(jd.OfficeCodes) != 0 {
+			t.Errorf("JDOE = %+v, want office codes and user link removed", jd)
+		}
+		u, err := e.st.FindUserByLink(context.Background(), cwasync.Source, "JDOE")
+		if err == nil {
+			links, _ := e.st.ListUserLinks(context.Background(), u.ID)
+			for _, l := range links {
+				if l.Source == cwasync.Source && l.Key == "JDOE" && l.GoneAt == nil {
+					t.Errorf("link cwa/JDOE not marked gone: %+v", l)
+				}
+			}
+		}
+		if rep.Counts["firms_disabled"] != 1 || rep.Counts["offices_disabled"] != 1 || rep.Counts["gone"] != 1 || rep.Counts["unlinked"] != 1 {
+			t.Errorf("counts %v", rep.Counts)
+		}
+		its := e.items(runID)
+		if !findItem(its, cwasync.ActionDisabled, cwasync.ObjFirm, "4002", "disabled, not deleted") {
+			t.Errorf("no disabled item for firm 4002: %+v", its)
+		}
+		// Back in the snapshot: enabled again.
+		e.fake.SetFixture(mustFixture(t))
+		rep, _ = e.mustRun()
+		if f := e.firm("4002"); !f.Enabled {
+			t.Errorf("firm 4002 not re-enabled: %+v", f)
+		}
+		if jd := e.login("JDOE"); !slices.Equal(jd.OfficeCodes, []string{"3C003D"}) || jd.UserID == "" {
+			t.Errorf("JDOE not restored: %+v", jd)
+		}
+		if rep.Counts["linked"] != 1 {
+			t.Errorf("relink count %d", rep.Counts["linked"])
+		}
+	})
+}
+
+func mustFixture(t *testing.T) *cwafake.Fixture {
+	t.Helper()
+	fx, err := cwafake.LoadFixture("testdata/sync.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fx
+}
+
+func TestSyncOfficeVanishesLosesUserLinks(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.mustRun()
+		fx := e.fake.Fixture()
+		fx.Offices = slices.DeleteFunc(fx.Offices, func(o cwafake.OfficeRow) bool { return o.OfficeAccountNumber == "1A001L" })
+		// CWA may still list the code for the users for a while; it must go anyway.
+		e.fake.SetFixture(fx)
+		rep, runID := e.mustRun()
+		if o := e.office("1A001L"); o.Active || o.FirmNumber != "3856" {
+			t.Errorf("office 1A001L = %+v, want kept and inactive", o)
+		}
+		if ab := e.login("ABROWN"); !slices.Equal(ab.OfficeCodes, []string{"0Q731M"}) {
+			t.Errorf("ABROWN codes %v, want 1A001L removed", ab.OfficeCodes)
+		}
+		if gh := e.login("GHOST"); len(gh.OfficeCodes) != 0 {
+			t.Errorf("GHOST codes %v, want none", gh.OfficeCodes)
+		}
+		its := e.items(runID)
+		if !findItem(its, cwasync.ActionDisabled, cwasync.ObjOffice, "1A001L", "user links removed") ||
+			!findItem(its, cwasync.ActionUpdated, cwasync.ObjLegacyLogin, "ABROWN", "office codes removed: 1A001L") {
+			t.Errorf("items %+v", its)
+		}
+		if rep.Counts["offices_disabled"] != 1 {
+			t.Errorf("counts %v", rep.Counts)
+		}
+	})
+}
+
+func TestSyncOfficeMovesLosesUserLinks(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.mustRun()
+		fx := e.fake.Fixture()
+		for i, o := range fx.Offices {
+			if o.OfficeAccountNumber == "1A001L" {
+				fx.Offices[i].FirmNumber, fx.Offices[i].FirmName, fx.Offices[i].FirmType = "4001", "Grays Chambers", "Chambers"
+			}
+		}
+		e.fake.SetFixture(fx) // ABROWN (firm 3856) is still listed with 1A001L
+		_, runID := e.mustRun()
+		if o := e.office("1A001L"); o.FirmNumber != "4001" || !o.Active {
+			t.Errorf("office 1A001L = %+v, want moved to 4001", o)
+		}
+		if ab := e.login("ABROWN"); !slices.Equal(ab.OfficeCodes, []string{"0Q731M"}) {
+			t.Errorf("ABROWN codes %v, want the moved office removed", ab.OfficeCodes)
+		}
+		its := e.items(runID)
+		if !findItem(its, cwasync.ActionUpdated, cwasync.ObjOffice, "1A001L", "moved from firm 3856 to firm 4001") ||
+			!findItem(its, cwasync.ActionRejected, cwasync.ObjLegacyLogin, "ABROWN", "office 1A001L belongs to firm 4001, not 3856") {
+			t.Errorf("items %+v", its)
+		}
+	})
+}
+
+func TestSyncLinksWhenUserAppearsAndUnlinksWhenEmailChanges(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.mustRun()
+		if gh := e.login("GHOST"); gh.UserID != "" {
+			t.Fatalf("GHOST linked before its user exists")
+		}
+		id := e.createUser("gus", "Ghost@Smith.Example")
+		rep, _ := e.mustRun()
+		if gh := e.login("GHOST"); gh.UserID != id {
+			t.Errorf("GHOST not linked to the new user: %+v", gh)
+		}
+		if rep.Counts["linked"] != 1 {
+			t.Errorf("counts %v", rep.Counts)
+		}
+		// The login's e-mail changes in CWA: the link goes.
+		fx := e.fake.Fixture()
+		for i := range fx.Users {
+			if fx.Users[i].UserLogin == "GHOST" {
+				fx.Users[i].Email = "someone.else@smith.example"
+			}
+		}
+		e.fake.SetFixture(fx)
+		rep, runID := e.mustRun()
+		if gh := e.login("GHOST"); gh.UserID != "" || gh.Email != "someone.else@smith.example" {
+			t.Errorf("GHOST = %+v, want unlinked", gh)
+		}
+		if rep.Counts["unlinked"] != 1 || !findItem(e.items(runID), cwasync.ActionUnmatched, cwasync.ObjLegacyLogin, "GHOST", "someone.else") {
+			t.Errorf("counts %v items %+v", rep.Counts, e.items(runID))
+		}
+	})
+}
+
+func TestSyncDryRunWritesNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		rep, runID, err := e.run(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.DryRun || rep.Counts["firms_created"] != 10 || rep.Writes == 0 {
+			t.Errorf("dry run report %+v", rep.Counts)
+		}
+		if !slices.ContainsFunc(rep.Items, func(it directory.RunItem) bool { return it.Action == cwasync.ActionCreated }) {
+			t.Error("dry run plan lists no creations")
+		}
+		if n := e.events(); n != 0 {
+			t.Errorf("dry run wrote %d audit events", n)
+		}
+		if fs, _ := e.st.ListFirms(context.Background()); len(fs) != 0 {
+			t.Errorf("dry run wrote firms")
+		}
+		if its := e.items(runID); len(its) != 0 {
+			t.Errorf("dry run wrote run items")
+		}
+		if c, err := e.st.GetCursor(context.Background(), cwasync.Source); c != "" || (err != nil && !errors.Is(err, store.ErrNotFound)) {
+			t.Errorf("dry run set the cursor: %q %v", c, err)
+		}
+	})
+}
+
+// TestSyncAbortsBeforeChanging: after a good sync the snapshot loses a
+// firm, but the run hits a fault; nothing may be disabled or written.
+func TestSyncAbortsBeforeChanging(t *testing.T) {
+	tests := []struct {
+		name    string
+		fault   cwafake.Fault
+		wantErr error
+	}{
+		{"snapshot 500 persists", cwafake.Fault{Kind: cwafake.FaultServerError, Path: "/provider-offices/"}, nil},
+		{"firm users 500 persists", cwafake.Fault{Kind: cwafake.FaultServerError, Path: "/provider-firms/3856/"}, nil},
+		{"user offices 500 persists", cwafake.Fault{Kind: cwafake.FaultServerError, Path: "/provider-users/ABROWN/"}, nil},
+		{"snapshot truncated", cwafake.Fault{Kind: cwafake.FaultTruncated, Path: "/provider-offices/"}, nil},
+		{"firm users truncated", cwafake.Fault{Kind: cwafake.FaultTruncated, Path: "/provider-firms/"}, nil},
+		{"snapshot malformed", cwafake.Fault{Kind: cwafake.FaultMalformed, Path: "/provider-offices/"}, cwasync.ErrMalformed},
+		{"user offices malformed", cwafake.Fault{Kind: cwafake.FaultMalformed, Path: "/provider-users/"}, cwasync.ErrMalformed},
+		{"out of hours", cwafake.Fault{Kind: cwafake.FaultOutOfHours}, cwasync.ErrUnavailable},
+		{"out of hours mid-run", cwafake.Fault{Kind: cwafake.FaultOutOfHours, Path: "/provider-users/"}, cwasync.ErrUnavailable},
+		{"429 for longer than we wait", cwafake.Fault{Kind: cwafake.FaultTooManyRequests, RetryAfter: time.Hour, Path: "/provider-firms/"}, cwasync.ErrUnavailable},
+		{"401", cwafake.Fault{Kind: cwafake.FaultUnauthorized, Path: "/provider-firms/"}, cwasync.ErrUnauthorized},
+	}
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.createUser("alice", "a.brown@smith.example")
+		e.mustRun()
+		before := e.events()
+		fx := e.fake.Fixture()
+		fx.Offices = slices.DeleteFunc(fx.Offices, func(o cwafake.OfficeRow) bool { return o.FirmNumber == "5002" })
+		fx.Users = slices.DeleteFunc(fx.Users, func(u cwafake.User) bool { return u.UserLogin == "JDOE" })
+		e.fake.SetFixture(fx)
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				e.t = t
+				e.fake.ClearFaults()
+				e.fake.Inject(tc.fault)
+				_, _, err := e.run(false)
+				if err == nil {
+					t.Fatal("sync succeeded through the fault")
+				}
+				if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+					t.Errorf("err %v, want %v", err, tc.wantErr)
+				}
+				if f := e.firm("5002"); !f.Enabled {
+					t.Error("firm disabled by a failed run")
+				}
+				if jd := e.login("JDOE"); len(jd.OfficeCodes) == 0 {
+					t.Error("login emptied by a failed run")
+				}
+				if n := e.events(); n != before {
+					t.Errorf("failed run wrote %d audit events", n-before)
+				}
+			})
+		}
+		// Without the fault the same change goes through.
+		e.t = t
+		e.fake.ClearFaults()
+		e.mustRun()
+		if f := e.firm("5002"); f.Enabled {
+			t.Error("firm 5002 not disabled once CWA answers")
+		}
+	})
+}
+
+func TestSyncRetriesTransientFaults(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.fake.Inject(cwafake.Fault{Kind: cwafake.FaultServerError, Path: "/provider-firms/3856/", Times: 2})
+		e.fake.Inject(cwafake.Fault{Kind: cwafake.FaultTooManyRequests, RetryAfter: 3 * time.Second, Path: "/provider-offices/", Times: 1})
+		e.fake.Inject(cwafake.Fault{Kind: cwafake.FaultTruncated, Path: "/provider-users/JSMITH/", Times: 1})
+		rep, _ := e.mustRun()
+		if rep.Counts["firms_created"] != 10 || rep.Counts["legacy_logins_created"] != 5 {
+			t.Errorf("counts %v", rep.Counts)
+		}
+		if !slices.Contains(e.sl.get(), 3*time.Second) || len(e.sl.get()) != 4 {
+			t.Errorf("sleeps %v, want 4 retries incl. the 3s Retry-After", e.sl.get())
+		}
+	})
+}
+
+func TestSyncSnapshotTooSmall(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.mustRun()
+		before := e.events()
+		fx := e.fake.Fixture()
+		// Keep 4 of 10 firms (and 5 of 11 offices): below half.
+		keep := map[string]bool{"3856": true, "4001": true, "4002": true, "5001": true}
+		fx.Offices = slices.DeleteFunc(fx.Offices, func(o cwafake.OfficeRow) bool { return !keep[o.FirmNumber] })
+		e.fake.SetFixture(fx)
+		_, _, err := e.run(false)
+		if !errors.Is(err, cwasync.ErrSnapshotTooSmall) {
+			t.Fatalf("err %v, want ErrSnapshotTooSmall", err)
+		}
+		if f := e.firm("7001"); !f.Enabled {
+			t.Error("firm disabled by an aborted run")
+		}
+		if n := e.events(); n != before {
+			t.Errorf("aborted run wrote %d audit events", n-before)
+		}
+		// An empty snapshot too.
+		e.fake.SetFixture(&cwafake.Fixture{})
+		if _, _, err := e.run(false); !errors.Is(err, cwasync.ErrSnapshotTooSmall) {
+			t.Fatalf("empty snapshot: err %v, want ErrSnapshotTooSmall", err)
+		}
+		// A lower configured fraction lets the smaller snapshot through.
+		e.fake.SetFixture(fx)
+		e.minFr = 0.3
+		rep, _ := e.mustRun()
+		if rep.Counts["firms_disabled"] != 6 {
+			t.Errorf("counts %v", rep.Counts)
+		}
+		// The cursor now holds the smaller snapshot as the last good one.
+		c, err := e.st.GetCursor(context.Background(), cwasync.Source)
+		if err != nil || !strings.Contains(c, `"firms":4`) {
+			t.Errorf("cursor %q %v", c, err)
+		}
+	})
+}
+
+// TestSyncTooSmallWithoutCursor: with no cursor, the baseline is what the
+// store holds.
+func TestSyncTooSmallWithoutCursor(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		err := e.st.Update(context.Background(), audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+			for i := 0; i < 30; i++ {
+				if err := tx.PutFirm(ctx, &directory.Firm{Number: fmt.Sprintf("X%d", i), Name: fmt.Sprintf("X%d", i), Type: directory.FirmChambers, Enabled: true}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.run(false); !errors.Is(err, cwasync.ErrSnapshotTooSmall) {
+			t.Fatalf("err %v, want ErrSnapshotTooSmall against the 30 stored firms", err)
+		}
+	})
+}

@@ -1,0 +1,421 @@
+package ldapsync
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// grp is a fetched group with members resolved against the run's user
+// index; others are member values that are not users (candidate groups).
+type grp struct {
+	key, dn, name string
+	users         []int32
+	others        []string
+}
+
+// countGroups counts groups matching filter (incremental: did any change?).
+func (r *run) countGroups(ctx context.Context, filter string) (int, error) {
+	n := 0
+	for _, base := range r.s.src.GroupBaseDNs {
+		err := pagedSearch(ctx, r.conn, base, filter, append([]string{r.s.src.Attributes.StableID}, r.m.changeAttrs()...),
+			r.s.src.PageSize, timeLimit(r.s.src.RequestTimeout), func(entries []*ldap.Entry) error {
+				for _, e := range entries {
+					r.trackChange(r.m.changeOf(e))
+				}
+				n += len(entries)
+				return nil
+			})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func (r *run) trackChange(c change) {
+	if c.usn > r.maxChange.usn {
+		r.maxChange.usn = c.usn
+	}
+	if c.modTime > r.maxChange.modTime {
+		r.maxChange.modTime = c.modTime
+	}
+}
+
+// fetchGroups reads every group (paged, with range retrieval) and resolves
+// user members to the run's user index. Nothing is written.
+func (r *run) fetchGroups(ctx context.Context, filter string) ([]grp, error) {
+	var out []grp
+	seen := map[string]bool{}
+	memberUID := r.s.src.MemberAttribute == "memberUid"
+	var failed []directory.RunItem
+	page := 0
+	for _, base := range r.s.src.GroupBaseDNs {
+		err := pagedSearch(ctx, r.conn, base, filter, r.m.groupAttrs(), r.s.src.PageSize, timeLimit(r.s.src.RequestTimeout),
+			func(entries []*ldap.Entry) error {
+				for _, e := range entries {
+					g, err := r.m.group(r.conn, e)
+					if err != nil {
+						return err
+					}
+					r.trackChange(g.Change)
+					if g.Err != "" {
+						failed = append(failed, r.item("failed", "group", g.DN, "entry "+g.DN+": "+g.Err))
+						r.res.Counts["failed"]++
+						continue
+					}
+					if seen[g.Key] {
+						continue
+					}
+					seen[g.Key] = true
+					x := grp{key: g.Key, dn: g.DN, name: g.Name}
+					for _, v := range g.Members {
+						if memberUID {
+							if i, ok := r.nameIdx[lower(strings.TrimSpace(v))]; ok {
+								x.users = append(x.users, i)
+							}
+							continue
+						}
+						nd := normDN(v)
+						if i, ok := r.dnIdx[nd]; ok {
+							x.users = append(x.users, i)
+						} else {
+							x.others = append(x.others, nd)
+						}
+					}
+					out = append(out, x)
+				}
+				if r.s.opts.afterPage != nil {
+					r.s.opts.afterPage("groups", page)
+				}
+				page++
+				return nil
+			})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := r.commit(ctx, nil, failed); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (r *run) loadGroups(ctx context.Context) error {
+	r.groups, r.groupNames = map[string]directory.Group{}, map[string]string{}
+	q := store.GroupQuery{Limit: 1000, IncludeDeleted: true}
+	for {
+		p, err := r.s.st.ListGroups(ctx, q)
+		if err != nil {
+			return fmt.Errorf("ldapsync: list groups: %w", err)
+		}
+		for _, g := range p.Items {
+			if g.Source != r.s.source {
+				continue
+			}
+			r.groups[g.SourceKey] = g
+			if g.DeletedAt == nil {
+				r.groupNames[lower(g.DisplayName)] = g.SourceKey
+			}
+		}
+		if len(p.Items) < q.Limit {
+			return nil
+		}
+		q.Offset += len(p.Items)
+	}
+}
+
+// writeGroups creates and updates groups, then diffs memberships and
+// group-in-group edges; with gone it also removes groups missing from a
+// complete full read. It runs only after the safety checks passed.
+func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
+	if err := r.loadGroups(ctx); err != nil {
+		return err
+	}
+	nested := r.s.src.NestedEnabled()
+	byDN := make(map[string]int, len(groups))
+	for i, g := range groups {
+		byDN[normDN(g.dn)] = i
+	}
+	gr := graph{users: make([][]int32, len(groups)), children: make([][]int, len(groups))}
+	unknown := 0
+	for i, g := range groups {
+		gr.users[i] = g.users
+		for _, o := range g.others {
+			if j, ok := byDN[o]; ok {
+				if nested {
+					gr.children[i] = append(gr.children[i], j)
+				}
+			} else {
+				unknown++
+			}
+		}
+		groups[i].others = nil
+	}
+	r.res.Counts["unknown_members"] = int64(unknown)
+	var eff [][]int32
+	var comp []int
+	if nested {
+		var cycles [][]int
+		eff, cycles, comp = gr.resolve()
+		var items []directory.RunItem
+		for _, c := range cycles {
+			var dns []string
+			for _, i := range c {
+				dns = append(dns, groups[i].dn)
+			}
+			items = append(items, r.item("cycle", "group", groups[c[0]].dn,
+				"nested groups form a cycle (members resolved once for all; the edges inside it are not stored): "+strings.Join(dns, ", ")))
+			r.res.Counts["group_cycles"]++
+		}
+		if err := r.commit(ctx, nil, items); err != nil {
+			return err
+		}
+	} else {
+		eff = make([][]int32, len(groups))
+		for i, u := range gr.users {
+			s := slices.Clone(u)
+			slices.Sort(s)
+			eff[i] = slices.Compact(s)
+		}
+	}
+
+	// Pass 1: the groups themselves.
+	gid := make([]string, len(groups))
+	var ops []op
+	var items []directory.RunItem
+	flush := func() error {
+		err := r.commit(ctx, ops, items)
+		ops, items = nil, nil
+		return err
+	}
+	for i, g := range groups {
+		st, ok := r.groups[g.key]
+		if ok && st.DeletedAt != nil {
+			items = append(items, r.item("failed", "group", st.ID, fmt.Sprintf("entry %s: group is deleted in dirsyncd", g.dn)))
+			r.res.Counts["failed"]++
+			continue
+		}
+		if other, taken := r.groupNames[lower(g.name)]; taken && other != g.key {
+			items = append(items, r.item("failed", "group", g.dn, fmt.Sprintf("entry %s: displayName %q is already used by group %s of this source", g.dn, g.name, other)))
+			r.res.Counts["failed"]++
+			continue
+		}
+		r.groupNames[lower(g.name)] = g.key
+		if !ok {
+			i, g := i, g
+			gid[i] = "new:" + g.key
+			ops = append(ops, func(ctx context.Context, w writer) error {
+				ng := directory.Group{Source: r.s.source, SourceKey: g.key, DisplayName: g.name, DN: g.dn}
+				if err := w.CreateGroup(ctx, &ng); err != nil {
+					return fmt.Errorf("ldapsync: create group %s: %w", g.dn, err)
+				}
+				gid[i] = ng.ID
+				return nil
+			})
+			items = append(items, r.item("created", "group", g.dn, fmt.Sprintf("entry %s: new group %s", g.dn, g.name)))
+			r.res.Counts["groups_created"]++
+		} else {
+			gid[i] = st.ID
+			if st.DisplayName != g.name || st.DN != g.dn {
+				var why []string
+				if st.DisplayName != g.name {
+					why = append(why, fmt.Sprintf("displayName %q -> %q", st.DisplayName, g.name))
+				}
+				if st.DN != g.dn {
+					why = append(why, "renamed from "+st.DN)
+				}
+				up := st
+				up.DisplayName, up.DN = g.name, g.dn
+				ops = append(ops, func(ctx context.Context, w writer) error {
+					if err := w.UpdateGroup(ctx, &up, 0); err != nil {
+						return fmt.Errorf("ldapsync: update group %s: %w", g.dn, err)
+					}
+					return nil
+				})
+				items = append(items, r.item("updated", "group", st.ID, fmt.Sprintf("entry %s: %s", g.dn, strings.Join(why, "; "))))
+				r.res.Counts["groups_updated"]++
+			}
+		}
+		if len(ops) >= 200 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+
+	// Pass 2: memberships and edge removals; pass 3: edge additions.
+	pendingChanges := 0
+	var childAdds []op
+	for i, g := range groups {
+		id := gid[i]
+		if id == "" {
+			continue
+		}
+		want := make(map[string]bool, len(eff[i]))
+		for _, ui := range eff[i] {
+			if uid := r.ids[ui]; uid != "" {
+				want[uid] = true
+			}
+		}
+		wantChildren := map[string]bool{}
+		for _, c := range gr.children[i] {
+			// Edges inside a cycle are not stored: the store keeps a DAG.
+			if cid := gid[c]; cid != "" && comp[c] != comp[i] {
+				wantChildren[cid] = true
+			}
+		}
+		var have, haveChildren []string
+		if !strings.HasPrefix(id, "new:") {
+			var err error
+			if have, err = r.members(ctx, id); err != nil {
+				return err
+			}
+			if haveChildren, err = r.s.st.ListGroupChildren(ctx, id); err != nil {
+				return fmt.Errorf("ldapsync: list children of %s: %w", id, err)
+			}
+		}
+		add, rem := diff(want, have)
+		addC, remC := diff(wantChildren, haveChildren)
+		if len(add)+len(rem)+len(addC)+len(remC) == 0 {
+			continue
+		}
+		i := i
+		ops = append(ops, func(ctx context.Context, w writer) error {
+			id := gid[i] // set by pass 1 for new groups
+			fix := func(ids []string) []string {
+				out := ids[:0:0]
+				for _, x := range ids {
+					if strings.HasPrefix(x, "new:") {
+						continue // a user or group whose create failed
+					}
+					out = append(out, x)
+				}
+				return out
+			}
+			if a := fix(add); len(a) > 0 {
+				if err := w.AddMembers(ctx, id, a); err != nil {
+					return fmt.Errorf("ldapsync: add members to %s: %w", g.dn, err)
+				}
+			}
+			if len(rem) > 0 {
+				if err := w.RemoveMembers(ctx, id, rem); err != nil {
+					return fmt.Errorf("ldapsync: remove members from %s: %w", g.dn, err)
+				}
+			}
+			for _, c := range remC {
+				if err := w.RemoveGroupChild(ctx, id, c); err != nil {
+					return fmt.Errorf("ldapsync: remove child group from %s: %w", g.dn, err)
+				}
+			}
+			return nil
+		})
+		if len(addC) > 0 {
+			// Added after every removal so that a moved edge never makes a
+			// transient cycle.
+			childAdds = append(childAdds, func(ctx context.Context, w writer) error {
+				for _, c := range addC {
+					if err := w.AddGroupChild(ctx, gid[i], c); err != nil {
+						return fmt.Errorf("ldapsync: add child group to %s: %w", g.dn, err)
+					}
+				}
+				return nil
+			})
+		}
+		kind := "members"
+		if nested {
+			kind = "members (nested resolved)"
+		}
+		items = append(items, r.item("updated", "group", id, fmt.Sprintf("entry %s: %s +%d -%d, child groups +%d -%d",
+			g.dn, kind, len(add), len(rem), len(addC), len(remC))))
+		r.res.Counts["members_added"] += int64(len(add))
+		r.res.Counts["members_removed"] += int64(len(rem))
+		pendingChanges += len(add) + len(rem) + 1
+		if pendingChanges >= 5000 {
+			if err := flush(); err != nil {
+				return err
+			}
+			pendingChanges = 0
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	ops = childAdds
+	if err := flush(); err != nil {
+		return err
+	}
+
+	if !gone {
+		return nil
+	}
+	live := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		live[g.key] = true
+	}
+	keys := make([]string, 0)
+	for k, g := range r.groups {
+		if !live[k] && g.DeletedAt == nil {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		g := r.groups[k]
+		ops = append(ops, func(ctx context.Context, w writer) error {
+			if err := w.DeleteGroup(ctx, g.ID); err != nil {
+				return fmt.Errorf("ldapsync: remove group %s: %w", g.DN, err)
+			}
+			return nil
+		})
+		items = append(items, r.item("gone", "group", g.ID, fmt.Sprintf("entry %s is not in a complete full sync: group removed (soft)", g.DN)))
+		r.res.Counts["groups_gone"]++
+	}
+	return flush()
+}
+
+// members lists a stored group's members.
+func (r *run) members(ctx context.Context, id string) ([]string, error) {
+	var out []string
+	after := ""
+	for {
+		p, err := r.s.st.ListGroupMembers(ctx, id, after, 10000)
+		if err != nil {
+			return nil, fmt.Errorf("ldapsync: list members of %s: %w", id, err)
+		}
+		out = append(out, p...)
+		if len(p) < 10000 {
+			return out, nil
+		}
+		after = p[len(p)-1]
+	}
+}
+
+// diff returns want−have and have−want, sorted.
+func diff(want map[string]bool, have []string) (add, rem []string) {
+	h := make(map[string]bool, len(have))
+	for _, x := range have {
+		h[x] = true
+		if !want[x] {
+			rem = append(rem, x)
+		}
+	}
+	for x := range want {
+		if !h[x] {
+			add = append(add, x)
+		}
+	}
+	sort.Strings(add)
+	sort.Strings(rem)
+	return add, rem
+}

@@ -1,0 +1,53 @@
+package ldapsync
+
+import (
+	"context"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// Store is what ldapsync needs from the store (a subset of store.Store).
+type Store interface {
+	Reader
+	Update(ctx context.Context, m audit.Meta, fn func(ctx context.Context, tx store.Tx) error) error
+}
+
+// Reader is the subset of store.Reader ldapsync reads, outside and inside
+// transactions (plans are computed with it, also for dry runs).
+type Reader interface {
+	GetUser(ctx context.Context, id string) (directory.User, error)
+	GetUserByUserName(ctx context.Context, userName string) (directory.User, error)
+	GetUserByEmail(ctx context.Context, email string) (directory.User, error)
+	FindUserByLink(ctx context.Context, source, key string) (directory.User, error)
+	ListUserLinks(ctx context.Context, userID string) ([]directory.SourceLink, error)
+	ListLinks(ctx context.Context, source string, after string, limit int) ([]directory.SourceLink, error)
+	ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error)
+	ListGroups(ctx context.Context, q store.GroupQuery) (store.Page[directory.Group], error)
+	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
+	ListGroupChildren(ctx context.Context, groupID string) ([]string, error)
+	GetCursor(ctx context.Context, source string) (string, error)
+}
+
+// writer is the subset of store.Tx ldapsync writes with.
+type writer interface {
+	GetUser(ctx context.Context, id string) (directory.User, error)
+	UpdateUser(ctx context.Context, u *directory.User, expectVersion int64) error
+	UpsertUsers(ctx context.Context, users []*directory.User) (created, updated int, err error)
+	PutLink(ctx context.Context, l directory.SourceLink) error
+	MarkLinkGone(ctx context.Context, source, key string) error
+	CreateGroup(ctx context.Context, g *directory.Group) error
+	UpdateGroup(ctx context.Context, g *directory.Group, expectVersion int64) error
+	DeleteGroup(ctx context.Context, id string) error
+	AddMembers(ctx context.Context, groupID string, userIDs []string) error
+	RemoveMembers(ctx context.Context, groupID string, userIDs []string) error
+	AddGroupChild(ctx context.Context, parentID, childID string) error
+	RemoveGroupChild(ctx context.Context, parentID, childID string) error
+	CreateRun(ctx context.Context, r *directory.Run) error
+	UpdateRun(ctx context.Context, r *directory.Run) error
+	AddRunItems(ctx context.Context, items []directory.RunItem) error
+	SetCursor(ctx context.Context, source, value string) error
+}
+
+var _ writer = store.Tx(nil)

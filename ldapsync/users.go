@@ -1,0 +1,601 @@
+package ldapsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"go.uber.org/zap"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// run is the state of one sync run.
+type run struct {
+	s      *Syncer
+	m      *mapper
+	dry    bool
+	ownRun bool // ldapsync records the run (no scheduler run id given)
+	res    *Result
+	meta   audit.Meta
+	log    *zap.Logger
+	conn   Conn
+	prev   cursor
+	seq    int64
+
+	maxChange change
+	usersSeen int
+	liveLinks int
+
+	// prefetched store state (full runs; incremental runs query instead)
+	fetched    bool
+	links      map[string]*linkInfo // link key → link
+	linkedUser map[string]string    // user id → key of its live link from this source
+	users      map[string]*userInfo // user id → managed-field digest
+	byEmail    map[string]string    // lower e-mail → user id
+	byName     map[string]string    // lower userName → user id
+	seen       map[string]bool      // keys seen in this run
+	pending    map[string]string    // "attr\x00lower value" → key of a user created in this run
+	creates    []pendingCreate      // new users of the current batch
+
+	// membership index: users of this run (full) or of live links (incremental)
+	dnIdx   map[string]int32
+	nameIdx map[string]int32
+	ids     []string
+
+	groups     map[string]directory.Group // this source's stored groups by key
+	groupNames map[string]string          // lower displayName → key
+}
+
+type linkInfo struct {
+	userID, dn string
+	gone       bool
+}
+
+type userInfo struct {
+	d       digest
+	deleted bool
+}
+
+// op is one planned write.
+type op func(ctx context.Context, w writer) error
+
+func (r *run) prefetch(ctx context.Context) error {
+	if r.fetched {
+		return nil
+	}
+	r.links, r.linkedUser = map[string]*linkInfo{}, map[string]string{}
+	r.users, r.byEmail, r.byName = map[string]*userInfo{}, map[string]string{}, map[string]string{}
+	r.liveLinks = 0
+	after := ""
+	for {
+		ls, err := r.s.st.ListLinks(ctx, r.s.source, after, 5000)
+		if err != nil {
+			return fmt.Errorf("ldapsync: list links: %w", err)
+		}
+		for _, l := range ls {
+			r.links[l.Key] = &linkInfo{userID: l.UserID, dn: l.DN, gone: l.GoneAt != nil}
+			if l.GoneAt == nil {
+				r.linkedUser[l.UserID] = l.Key
+				r.liveLinks++
+			}
+			after = l.Key
+		}
+		if len(ls) < 5000 {
+			break
+		}
+	}
+	q := store.UserQuery{SortBy: "id", Limit: 5000, IncludeDeleted: true}
+	for {
+		p, err := r.s.st.ListUsers(ctx, q)
+		if err != nil {
+			return fmt.Errorf("ldapsync: list users: %w", err)
+		}
+		for _, u := range p.Items {
+			r.users[u.ID] = &userInfo{d: r.m.fieldsOf(u).digest(), deleted: u.DeletedAt != nil}
+			if u.DeletedAt == nil {
+				if u.Email != "" {
+					r.byEmail[lower(u.Email)] = u.ID
+				}
+				r.byName[lower(u.UserName)] = u.ID
+			}
+		}
+		if len(p.Items) < q.Limit {
+			break
+		}
+		q.Filter = store.Cmp{Field: "id", Op: store.OpGt, Value: p.Items[len(p.Items)-1].ID}
+	}
+	r.fetched = true
+	return nil
+}
+
+// lookups: from the prefetch when there is one, else from the store.
+
+func (r *run) linkFor(ctx context.Context, key string) (*linkInfo, error) {
+	if r.fetched {
+		return r.links[key], nil
+	}
+	u, err := r.s.st.FindUserByLink(ctx, r.s.source, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ldapsync: find link %q: %w", key, err)
+	}
+	ls, err := r.s.st.ListUserLinks(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("ldapsync: list links of %s: %w", u.ID, err)
+	}
+	for _, l := range ls {
+		if l.Source == r.s.source && l.Key == key {
+			return &linkInfo{userID: u.ID, dn: l.DN, gone: l.GoneAt != nil}, nil
+		}
+	}
+	return &linkInfo{userID: u.ID}, nil
+}
+
+func (r *run) userIDBy(ctx context.Context, attr, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if key, ok := r.pending[attr+"\x00"+lower(v)]; ok {
+		return "new:" + key, nil
+	}
+	if r.fetched {
+		if attr == "email" {
+			return r.byEmail[lower(v)], nil
+		}
+		return r.byName[lower(v)], nil
+	}
+	get := r.s.st.GetUserByUserName
+	if attr == "email" {
+		get = r.s.st.GetUserByEmail
+	}
+	u, err := get(ctx, v)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ldapsync: find user by %s: %w", attr, err)
+	}
+	return u.ID, nil
+}
+
+// liveKeyOf returns the key of the user's live link from this source.
+func (r *run) liveKeyOf(ctx context.Context, userID string) (string, error) {
+	if r.fetched {
+		return r.linkedUser[userID], nil
+	}
+	ls, err := r.s.st.ListUserLinks(ctx, userID)
+	if err != nil {
+		return "", fmt.Errorf("ldapsync: list links of %s: %w", userID, err)
+	}
+	for _, l := range ls {
+		if l.Source == r.s.source && l.GoneAt == nil {
+			return l.Key, nil
+		}
+	}
+	return "", nil
+}
+
+// syncUsers pages through the users matching filter under every base DN
+// and writes creates and updates in batches (never removals).
+func (r *run) syncUsers(ctx context.Context, filter string) error {
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	r.dnIdx, r.nameIdx, r.ids = map[string]int32{}, map[string]int32{}, nil
+	attrs := r.m.userAttrs()
+	page := 0
+	for _, base := range r.s.src.UserBaseDNs {
+		err := pagedSearch(ctx, r.conn, base, filter, attrs, r.s.src.PageSize, timeLimit(r.s.src.RequestTimeout),
+			func(entries []*ldap.Entry) error {
+				for start := 0; start < len(entries); start += r.s.src.BatchSize {
+					end := min(start+r.s.src.BatchSize, len(entries))
+					if err := r.userBatch(ctx, entries[start:end]); err != nil {
+						return err
+					}
+				}
+				if r.s.opts.afterPage != nil {
+					r.s.opts.afterPage("users", page)
+				}
+				page++
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func timeLimit(d time.Duration) int { return int(d.Seconds()) }
+
+func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
+	var ops []op
+	var items []directory.RunItem
+	for _, e := range entries {
+		u := r.m.user(e)
+		r.usersSeen++
+		if r.m.ad {
+			if u.Change.usn > r.maxChange.usn {
+				r.maxChange.usn = u.Change.usn
+			}
+		} else if u.Change.modTime > r.maxChange.modTime {
+			r.maxChange.modTime = u.Change.modTime
+		}
+		if u.Err != "" {
+			items = append(items, r.item("failed", "user", u.DN, "entry "+u.DN+": "+u.Err))
+			r.res.Counts["failed"]++
+			if u.Key != "" {
+				r.seen[u.Key] = true // present in the source: never gone for a bad attribute
+			}
+			continue
+		}
+		if r.seen[u.Key] {
+			continue // the same entry under two base DNs
+		}
+		r.seen[u.Key] = true
+		o, it, err := r.planUser(ctx, u)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, o...)
+		items = append(items, it...)
+	}
+	if len(r.creates) > 0 {
+		ops = append(ops, r.createOp(r.creates))
+		r.creates = nil
+	}
+	return r.commit(ctx, ops, items)
+}
+
+// commit applies ops and records items in one transaction; a dry run only
+// collects the items.
+func (r *run) commit(ctx context.Context, ops []op, items []directory.RunItem) error {
+	if r.dry {
+		r.res.Items = append(r.res.Items, items...)
+		return nil
+	}
+	if len(ops) == 0 && len(items) == 0 {
+		return nil
+	}
+	err := r.s.st.Update(ctx, r.meta, func(ctx context.Context, tx store.Tx) error {
+		for _, o := range ops {
+			if err := o(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if len(items) > 0 {
+			return tx.AddRunItems(ctx, items)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ldapsync: write batch: %w", err)
+	}
+	return nil
+}
+
+// planUser decides what one entry means for the store.
+func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunItem, error) {
+	src := r.s.source
+	link, err := r.linkFor(ctx, u.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ops []op
+	var reasons []string
+	userID := ""
+	correlated := ""
+	if link != nil {
+		userID = link.userID
+		if link.gone {
+			reasons = append(reasons, "back in the source")
+		}
+		if link.dn != "" && !strings.EqualFold(normDN(link.dn), normDN(u.DN)) {
+			reasons = append(reasons, fmt.Sprintf("renamed from %s", link.dn))
+		}
+	} else {
+		// Correlate: stable-id link first (none), then the configured rules.
+		matches := map[string][]string{}
+		var order []string
+		for _, rule := range r.s.src.Correlate {
+			v := u.F.Email
+			if rule == "userName" {
+				v = u.F.UserName
+			}
+			id, err := r.userIDBy(ctx, rule, v)
+			if err != nil {
+				return nil, nil, err
+			}
+			if id == "" {
+				continue
+			}
+			if _, ok := matches[id]; !ok {
+				order = append(order, id)
+			}
+			matches[id] = append(matches[id], rule)
+		}
+		if len(order) > 1 {
+			var parts []string
+			for _, id := range order {
+				parts = append(parts, fmt.Sprintf("%s matches user %s", strings.Join(matches[id], "+"), id))
+			}
+			r.res.Counts["disputed"]++
+			return nil, []directory.RunItem{r.item("disputed", "user", u.DN,
+				fmt.Sprintf("entry %s: correlation matched several users: %s", u.DN, strings.Join(parts, "; ")))}, nil
+		}
+		if len(order) == 1 {
+			userID = order[0]
+			if strings.HasPrefix(userID, "new:") {
+				r.res.Counts["failed"]++
+				return nil, []directory.RunItem{r.item("failed", "user", u.DN, fmt.Sprintf(
+					"entry %s: same %s as entry %s, created in this run", u.DN, strings.Join(matches[userID], "+"),
+					strings.TrimPrefix(userID, "new:")))}, nil
+			}
+			other, err := r.liveKeyOf(ctx, userID)
+			if err != nil {
+				return nil, nil, err
+			}
+			if other != "" && other != u.Key {
+				r.res.Counts["disputed"]++
+				return nil, []directory.RunItem{r.item("disputed", "user", userID,
+					fmt.Sprintf("entry %s: %s matches user %s, already linked to another entry of this source (%s)",
+						u.DN, strings.Join(matches[userID], "+"), userID, other))}, nil
+			}
+			correlated = strings.Join(matches[userID], "+")
+			reasons = append(reasons, "correlated by "+correlated)
+		}
+	}
+
+	if userID == "" {
+		return r.planCreate(ctx, u)
+	}
+
+	// Existing user: compare managed fields.
+	var changed []string
+	needRead := true
+	if r.fetched && link != nil {
+		if ui := r.users[userID]; ui != nil && !ui.deleted && ui.d == u.F.digest() {
+			needRead = false
+		}
+	}
+	if needRead {
+		cur, err := r.s.st.GetUser(ctx, userID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ldapsync: read user %s: %w", userID, err)
+		}
+		if cur.DeletedAt != nil {
+			r.res.Counts["failed"]++
+			return nil, []directory.RunItem{r.item("failed", "user", userID,
+				fmt.Sprintf("entry %s: linked user %s is deleted in dirsyncd", u.DN, userID))}, nil
+		}
+		changed = r.m.apply(&cur, u.F)
+		if conflict, err := r.conflicts(ctx, userID, cur, changed); err != nil {
+			return nil, nil, err
+		} else if conflict != "" {
+			r.res.Counts["failed"]++
+			return nil, []directory.RunItem{r.item("failed", "user", userID, fmt.Sprintf("entry %s: %s", u.DN, conflict))}, nil
+		}
+	}
+	if link == nil || link.gone || link.dn != u.DN {
+		l := directory.SourceLink{UserID: userID, Source: src, Key: u.Key, DN: u.DN, LastSeenAt: r.s.now()}
+		ops = append(ops, func(ctx context.Context, w writer) error {
+			if err := w.PutLink(ctx, l); err != nil {
+				return fmt.Errorf("ldapsync: link %s: %w", u.DN, err)
+			}
+			return nil
+		})
+		if r.fetched {
+			r.links[u.Key] = &linkInfo{userID: userID, dn: u.DN}
+			r.linkedUser[userID] = u.Key
+		}
+	}
+	if len(changed) > 0 {
+		f := u.F
+		ops = append(ops, func(ctx context.Context, w writer) error {
+			cur, err := w.GetUser(ctx, userID)
+			if err != nil {
+				return fmt.Errorf("ldapsync: read user %s: %w", userID, err)
+			}
+			if len(r.m.apply(&cur, f)) == 0 {
+				return nil
+			}
+			if err := w.UpdateUser(ctx, &cur, 0); err != nil {
+				return fmt.Errorf("ldapsync: update user %s: %w", userID, err)
+			}
+			return nil
+		})
+		reasons = append(reasons, "changed: "+strings.Join(changed, ", "))
+		r.trackFields(userID, u.F)
+	}
+	r.index(u, userID)
+	if len(ops) == 0 {
+		r.res.Counts["unchanged"]++
+		return nil, nil, nil
+	}
+	r.res.Counts["updated"]++
+	return ops, []directory.RunItem{r.item("updated", "user", userID, fmt.Sprintf("entry %s: %s", u.DN, strings.Join(reasons, "; ")))}, nil
+}
+
+// conflicts reports a userName or e-mail the update would take from another user.
+func (r *run) conflicts(ctx context.Context, userID string, u directory.User, changed []string) (string, error) {
+	for _, c := range changed {
+		var attr, v string
+		switch c {
+		case "userName":
+			attr, v = "userName", u.UserName
+		case "email":
+			attr, v = "email", u.Email
+		default:
+			continue
+		}
+		id, err := r.userIDBy(ctx, attr, v)
+		if err != nil {
+			return "", err
+		}
+		if id != "" && id != userID {
+			return fmt.Sprintf("%s %q is already used by user %s", attr, v, id), nil
+		}
+	}
+	return "", nil
+}
+
+func (r *run) trackFields(id string, f fields) {
+	if !r.fetched {
+		return
+	}
+	r.users[id] = &userInfo{d: f.digest()}
+	if f.Email != "" {
+		r.byEmail[lower(f.Email)] = id
+	}
+	r.byName[lower(f.UserName)] = id
+}
+
+func (r *run) planCreate(ctx context.Context, u ldapUser) ([]op, []directory.RunItem, error) {
+	// Correlation found nobody; make sure the new user does not collide.
+	for _, c := range []struct{ attr, v string }{{"userName", u.F.UserName}, {"email", u.F.Email}} {
+		id, err := r.userIDBy(ctx, c.attr, c.v)
+		if err != nil {
+			return nil, nil, err
+		}
+		if id != "" {
+			r.res.Counts["failed"]++
+			return nil, []directory.RunItem{r.item("failed", "user", u.DN, fmt.Sprintf(
+				"entry %s: %s %q is already used by user %s (not a correlation rule)", u.DN, c.attr, c.v, id))}, nil
+		}
+	}
+	nu := directory.User{Active: true}
+	r.m.apply(&nu, u.F)
+	if r.m.ad {
+		nu.Active = u.F.Active
+	}
+	it := r.item("created", "user", u.DN, fmt.Sprintf("entry %s: new user %s", u.DN, u.F.UserName))
+	r.res.Counts["created"]++
+	idx := r.index(u, "new:"+u.Key)
+	if r.pending == nil {
+		r.pending = map[string]string{}
+	}
+	r.pending["userName\x00"+lower(u.F.UserName)] = u.Key
+	if u.F.Email != "" {
+		r.pending["email\x00"+lower(u.F.Email)] = u.Key
+	}
+	r.creates = append(r.creates, pendingCreate{u: &nu, e: u, idx: idx})
+	return nil, []directory.RunItem{it}, nil
+}
+
+// pendingCreate is a user to create in the current batch.
+type pendingCreate struct {
+	u   *directory.User
+	e   ldapUser
+	idx int32
+}
+
+// createOp creates the batch's new users in bulk and links them.
+func (r *run) createOp(creates []pendingCreate) op {
+	src, now := r.s.source, r.s.now()
+	return func(ctx context.Context, w writer) error {
+		users := make([]*directory.User, len(creates))
+		for i, c := range creates {
+			users[i] = c.u
+		}
+		if _, _, err := w.UpsertUsers(ctx, users); err != nil {
+			return fmt.Errorf("ldapsync: create %d users: %w", len(users), err)
+		}
+		for _, c := range creates {
+			if err := w.PutLink(ctx, directory.SourceLink{UserID: c.u.ID, Source: src, Key: c.e.Key, DN: c.e.DN, LastSeenAt: now}); err != nil {
+				return fmt.Errorf("ldapsync: link %s: %w", c.e.DN, err)
+			}
+			r.ids[c.idx] = c.u.ID
+			r.trackFields(c.u.ID, c.e.F)
+			if r.fetched {
+				r.links[c.e.Key] = &linkInfo{userID: c.u.ID, dn: c.e.DN}
+				r.linkedUser[c.u.ID] = c.e.Key
+			}
+		}
+		return nil
+	}
+}
+
+// index records a user of this run for membership resolution.
+func (r *run) index(u ldapUser, id string) int32 {
+	i := int32(len(r.ids))
+	r.ids = append(r.ids, id)
+	r.dnIdx[normDN(u.DN)] = i
+	r.nameIdx[lower(u.F.UserName)] = i
+	return i
+}
+
+// indexFromLinks builds the membership index from the store's live links
+// (incremental runs, where not every user was read).
+func (r *run) indexFromLinks() {
+	r.dnIdx, r.nameIdx, r.ids = map[string]int32{}, map[string]int32{}, nil
+	names := map[string]string{}
+	if r.s.src.MemberAttribute == "memberUid" {
+		// memberUid holds userNames: index the linked users' names.
+		ctx := context.Background()
+		for id := range r.linkedUser {
+			if u, err := r.s.st.GetUser(ctx, id); err == nil {
+				names[id] = u.UserName
+			}
+		}
+	}
+	keys := make([]string, 0, len(r.links))
+	for k := range r.links {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		l := r.links[k]
+		if l.gone {
+			continue
+		}
+		i := int32(len(r.ids))
+		r.ids = append(r.ids, l.userID)
+		r.dnIdx[normDN(l.dn)] = i
+		if n := names[l.userID]; n != "" {
+			r.nameIdx[lower(n)] = i
+		}
+	}
+}
+
+// markGone marks the links of users missing from a complete full read.
+func (r *run) markGone(ctx context.Context) error {
+	var keys []string
+	for k, l := range r.links {
+		if !l.gone && !r.seen[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for start := 0; start < len(keys); start += r.s.src.BatchSize {
+		end := min(start+r.s.src.BatchSize, len(keys))
+		var ops []op
+		var items []directory.RunItem
+		for _, k := range keys[start:end] {
+			l := r.links[k]
+			key := k
+			ops = append(ops, func(ctx context.Context, w writer) error {
+				if err := w.MarkLinkGone(ctx, r.s.source, key); err != nil {
+					return fmt.Errorf("ldapsync: mark gone %s: %w", l.dn, err)
+				}
+				return nil
+			})
+			items = append(items, r.item("gone", "user", l.userID,
+				fmt.Sprintf("entry %s (%s) is not in a complete full sync: link marked gone, user kept", l.dn, key)))
+			r.res.Counts["gone"]++
+		}
+		if err := r.commit(ctx, ops, items); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/mapping"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// benchWorld builds the benchmark data set in a fresh SQLite store: users
+// (DIRSYNCD_BENCH_USERS, default 100,000) in 500 firms (450 providers, 50
+// chambers, 3 offices each), each with a SCIM link and a firm membership,
+// 2,000 groups (GNNNN; 100 nested in others), every user in 2 groups; then
+// one full reconcile creates the grants.
+func benchWorld(b *testing.B) (store.Store, *Reconciler, []string, map[string]string) {
+	b.Helper()
+	nUsers := 100_000
+	if v := os.Getenv("DIRSYNCD_BENCH_USERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		nUsers = n
+	}
+	ctx := context.Background()
+	s := openSQLite(b)
+	start := time.Now()
+	up := func(fn func(ctx context.Context, tx store.Tx) error) {
+		if err := s.Update(ctx, audit.Meta{Actor: "bench"}, fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const nFirms, nGroups = 500, 2000
+	up(func(ctx context.Context, tx store.Tx) error {
+		for i := range nFirms {
+			t := directory.FirmLegalServicesProvider
+			if i%10 == 9 {
+				t = directory.FirmChambers
+			}
+			f := &directory.Firm{Number: strconv.Itoa(1000 + i), Name: fmt.Sprintf("Firm %d", i), Type: t, Enabled: true}
+			if err := tx.PutFirm(ctx, f); err != nil {
+				return err
+			}
+			for j := range 3 {
+				o := &directory.Office{Code: fmt.Sprintf("O%05d", i*3+j), FirmNumber: f.Number, Active: true}
+				if err := tx.PutOffice(ctx, o); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	ids := make([]string, 0, nUsers)
+	const chunk = 5000
+	for lo := 0; lo < nUsers; lo += chunk {
+		up(func(ctx context.Context, tx store.Tx) error {
+			var batch []*directory.User
+			for i := lo; i < min(lo+chunk, nUsers); i++ {
+				firm := i % nFirms
+				dept := "civil"
+				if i%3 == 0 {
+					dept = "crime"
+				}
+				batch = append(batch, &directory.User{
+					UserName: fmt.Sprintf("user%06d@firm%d.example", i, firm), Email: fmt.Sprintf("user%06d@firm%d.example", i, firm),
+					Active: true, UserType: "Employee", FirmNumber: strconv.Itoa(1000 + firm),
+					Attrs: json.RawMessage(fmt.Sprintf(`{"officeCodes":"O%05d","department":%q}`, firm*3+i%3, dept)),
+				})
+			}
+			if _, _, err := tx.UpsertUsers(ctx, batch); err != nil {
+				return err
+			}
+			for _, u := range batch {
+				ids = append(ids, u.ID)
+				if err := tx.PutLink(ctx, directory.SourceLink{UserID: u.ID, Source: "scim:entra", Key: "ext-" + u.UserName}); err != nil {
+					return err
+				}
+				if err := tx.PutFirmMembership(ctx, directory.FirmMembership{UserID: u.ID, FirmNumber: u.FirmNumber, Source: "scim:entra"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	groups := map[string]string{}
+	members := make([][]string, nGroups)
+	for i, id := range ids {
+		members[i%nGroups] = append(members[i%nGroups], id)
+		members[(i*7+3)%nGroups] = append(members[(i*7+3)%nGroups], id)
+	}
+	up(func(ctx context.Context, tx store.Tx) error {
+		for g := range nGroups {
+			grp := &directory.Group{Source: "scim:entra", DisplayName: fmt.Sprintf("G%04d", g)}
+			if err := tx.CreateGroup(ctx, grp); err != nil {
+				return err
+			}
+			groups[grp.DisplayName] = grp.ID
+			if err := tx.AddMembers(ctx, grp.ID, members[g]); err != nil {
+				return err
+			}
+		}
+		for g := range 100 { // G10xx nested in G00xx
+			if err := tx.AddGroupChild(ctx, groups[fmt.Sprintf("G%04d", g)], groups[fmt.Sprintf("G%04d", 1000+g)]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	cat, err := mapping.LoadCatalogue(filepath.Join("..", "configs", "catalogue.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rules, err := mapping.LoadRules(filepath.Join("testdata", "bench_rules.yaml"), cat)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(rules.Rules) != 20 {
+		b.Fatalf("%d rules", len(rules.Rules))
+	}
+	workers, _ := strconv.Atoi(os.Getenv("DIRSYNCD_BENCH_WORKERS")) // 0 = default
+	r := New(s, mapping.NewEngine(cat, rules), Options{Guard: Guard{MinRevokes: 1 << 30}, BatchSize: 2000, Workers: workers})
+	rep, err := r.Full(ctx, RunOptions{Trigger: "manual"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("data set: %d users, %d groups, %d grants created, built in %s", len(ids), nGroups, rep.Applied, time.Since(start).Round(time.Second))
+	return s, r, ids, groups
+}
+
+
+// peakHeap samples the heap in use until stop is closed.
+func peakHeap(stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	go func() {
+		var peak uint64
+		var ms runtime.MemStats
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return out
+}
+
+// BenchmarkFullReconcileNoop: a full reconcile with nothing to change over
+// the data set; it must write nothing. Reports peak heap in MB.
+func BenchmarkFullReconcileNoop(b *testing.B) {
+	s, r, _, _ := benchWorld(b)
+	ctx := context.Background()
+	n := countAudit(b, s)
+	runtime.GC()
+	stop := make(chan struct{})
+	peak := peakHeap(stop)
+	b.ResetTimer()
+	for range b.N {
+		rep, err := r.Full(ctx, RunOptions{Trigger: "schedule"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rep.Plan.Changes) != 0 || rep.RunID != "" {
+			b.Fatalf("no-op reconcile planned %d changes", len(rep.Plan.Changes))
+		}
+	}
+	b.StopTimer()
+	close(stop)
+	b.ReportMetric(float64(<-peak)/(1<<20), "peak-heap-MB")
+	if countAudit(b, s) != n {
+		b.Fatal("a no-op reconcile wrote audit events")
+	}
+}
+
+// BenchmarkUserReconcile: one user joins a mapped group and is reconciled
+// event-style (Users), as the worker does after a SCIM PATCH; each op is one
+// join + reconcile, measured end to end through the store.
+func BenchmarkUserReconcile(b *testing.B) {
+	s, r, ids, groups := benchWorld(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		u := ids[(i*7919)%len(ids)]
+		g := groups[fmt.Sprintf("G%04d", 1700+i%100)] // rule r17: crime-apply + crime-form
+		if err := s.Update(ctx, audit.Meta{Actor: "scim:bench"}, func(ctx context.Context, tx store.Tx) error {
+			return tx.AddMembers(ctx, g, []string{u})
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Users(ctx, []string{u}, RunOptions{Trigger: "event"}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.GetGrant(ctx, directory.GrantKey{UserID: u, FirmNumber: mustFirm(b, s, u), Service: "crime-apply", Role: "access"}); err != nil {
+			b.Fatalf("grant not there after reconcile: %v", err)
+		}
+	}
+}
+
+func mustFirm(b *testing.B, s store.Store, id string) string {
+	u, err := s.GetUser(context.Background(), id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return u.FirmNumber
+}

@@ -1,0 +1,421 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/mapping"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// JobName is the run job name and scheduler job kind of reconciles.
+const JobName = "reconcile"
+
+// Guard holds a run that would revoke more than max(MinRevokes, Percent% of
+// all grants).
+type Guard struct {
+	MinRevokes int
+	Percent    float64
+}
+
+// Limit is the most revokes a run may make without approval.
+func (g Guard) Limit(totalGrants int) int {
+	p := int(float64(totalGrants) * g.Percent / 100)
+	return max(g.MinRevokes, p)
+}
+
+// Options configure a Reconciler.
+type Options struct {
+	Guard     Guard
+	BatchSize int // changes per transaction (default 500)
+	// Workers read facts and evaluate users in parallel in a full run
+	// (default 2×GOMAXPROCS).
+	Workers int
+	// LinkSources are source names ("scim:entra", "ldap:corp", ...) whose
+	// links a full run reads in bulk, besides every group's source and
+	// "cwa"; users not covered are read one by one.
+	LinkSources []string
+	Logger      *zap.Logger
+	Now         func() time.Time
+}
+
+// Reconciler plans and applies reconciles.
+type Reconciler struct {
+	s       Store
+	workers int
+	sources []string
+	engine  *mapping.Engine
+	guard   Guard
+	batch   int
+	log     *zap.Logger
+	now     func() time.Time
+}
+
+// New returns a Reconciler.
+func New(s Store, e *mapping.Engine, o Options) *Reconciler {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.Guard.MinRevokes == 0 && o.Guard.Percent == 0 {
+		o.Guard = Guard{MinRevokes: 50, Percent: 5}
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	return &Reconciler{s: s, workers: o.Workers, sources: o.LinkSources, engine: e, guard: o.Guard, batch: o.BatchSize, log: o.Logger.Named("reconcile"), now: o.Now}
+}
+
+// RunOptions select how a run is made.
+type RunOptions struct {
+	DryRun  bool   // plan only: nothing is written
+	Trigger string // "schedule", "manual" or "event"
+	// RunID names a run already created (e.g. by the scheduler); when empty
+	// a run record is created only if there is something to apply or hold.
+	RunID string
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	RunID    string              `json:"runId,omitempty"`
+	Status   directory.RunStatus `json:"status"`
+	Users    int                 `json:"users"`
+	Grants   int                 `json:"grants"` // actual grants before the run (full runs)
+	Plan     *Plan               `json:"plan"`
+	PlanHash string              `json:"planHash"`
+	Applied  int                 `json:"applied"`
+	Skipped  int                 `json:"skipped"` // changed since planned: left for the next run
+	Held     string              `json:"held,omitempty"`
+	Failed   map[string]string   `json:"failed,omitempty"` // user id -> error (event runs)
+}
+
+// ErrPlanMismatch is returned by Approve when the plan hash does not match.
+var ErrPlanMismatch = errors.New("plan hash does not match the held run")
+
+// Full reconciles every user.
+func (r *Reconciler) Full(ctx context.Context, o RunOptions) (*Report, error) {
+	w, err := loadWorld(ctx, r.s, true, r.sources)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Changes: []Change{}}
+	users := 0
+	for offset := 0; ; offset += pageSize {
+		page, err := r.s.ListUsers(ctx, store.UserQuery{Offset: offset, Limit: pageSize, IncludeDeleted: true})
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: list users at %d: %w", offset, err)
+		}
+		changes := make([][]Change, len(page.Items))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(r.workers)
+		for i, u := range page.Items {
+			g.Go(func() error {
+				f, err := w.facts(gctx, r.s, u)
+				if err != nil {
+					return err
+				}
+				changes[i] = diffUser(u, r.engine.Evaluate(f), f.Grants)
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		for _, c := range changes {
+			plan.Changes = append(plan.Changes, c...)
+		}
+		users += len(page.Items)
+		if len(page.Items) < pageSize {
+			if int64(users) < page.Total {
+				return nil, fmt.Errorf("reconcile: list users: read %d of %d", users, page.Total)
+			}
+			break
+		}
+	}
+	plan.sort()
+	return r.finish(ctx, plan, users, w.grantCount, o)
+}
+
+// Users reconciles the given users only (event-driven). It returns the
+// users whose facts could not be read in Report.Failed.
+func (r *Reconciler) Users(ctx context.Context, ids []string, o RunOptions) (*Report, error) {
+	w, err := loadWorld(ctx, r.s, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Changes: []Change{}}
+	total := 0
+	for _, id := range ids {
+		u, err := r.s.GetUser(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: get user %s: %w", id, err)
+		}
+		f, err := w.facts(ctx, r.s, u)
+		if err != nil {
+			return nil, err
+		}
+		total += len(f.Grants)
+		plan.Changes = append(plan.Changes, diffUser(u, r.engine.Evaluate(f), f.Grants)...)
+	}
+	plan.sort()
+	return r.finish(ctx, plan, len(ids), total, o)
+}
+
+// PlanFor computes the plan for one user without writing (explain, tests).
+func (r *Reconciler) PlanFor(ctx context.Context, userID string) (*Plan, error) {
+	rep, err := r.Users(ctx, []string{userID}, RunOptions{DryRun: true})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Plan, nil
+}
+
+func (r *Reconciler) finish(ctx context.Context, plan *Plan, users, grants int, o RunOptions) (*Report, error) {
+	rep := &Report{Status: directory.RunOK, Users: users, Grants: grants, Plan: plan, PlanHash: plan.Hash(), RunID: o.RunID}
+	counts := plan.Counts()
+	if o.DryRun {
+		return rep, nil
+	}
+	if limit := r.guard.Limit(grants); counts[ActRevoke] > limit {
+		rep.Status = directory.RunHeld
+		rep.Held = fmt.Sprintf("plan revokes %d grants, more than the limit %d (max(%d, %g%% of %d)); approve with: dirsyncd runs approve RUN --plan-hash %s",
+			counts[ActRevoke], limit, r.guard.MinRevokes, r.guard.Percent, grants, rep.PlanHash)
+		if err := r.hold(ctx, rep, o.Trigger); err != nil {
+			return nil, err
+		}
+		r.log.Warn("run held", zap.String("run_id", rep.RunID), zap.Int("revokes", counts[ActRevoke]), zap.Int("limit", limit))
+		return rep, nil
+	}
+	if len(plan.Changes) == 0 && rep.RunID == "" {
+		return rep, nil // nothing to do: write nothing
+	}
+	if err := r.apply(ctx, rep, o.Trigger, o.RunID == ""); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+func (r *Reconciler) ensureRun(ctx context.Context, rep *Report, trigger string) error {
+	if rep.RunID != "" {
+		return nil
+	}
+	if trigger == "" {
+		trigger = "manual"
+	}
+	run := &directory.Run{Job: JobName, Trigger: trigger, Status: directory.RunRunning, StartedAt: r.now()}
+	err := r.s.Update(ctx, audit.Meta{Actor: audit.ActorReconcile}, func(ctx context.Context, tx store.Tx) error {
+		return tx.CreateRun(ctx, run)
+	})
+	if err != nil {
+		return fmt.Errorf("reconcile: create run: %w", err)
+	}
+	rep.RunID = run.ID
+	return nil
+}
+
+func (r *Reconciler) hold(ctx context.Context, rep *Report, trigger string) error {
+	if err := r.ensureRun(ctx, rep, trigger); err != nil {
+		return err
+	}
+	b, err := json.Marshal(rep.Plan)
+	if err != nil {
+		return fmt.Errorf("reconcile: encode plan: %w", err)
+	}
+	return r.s.Update(ctx, audit.Meta{Actor: audit.ActorReconcile, RunID: rep.RunID}, func(ctx context.Context, tx store.Tx) error {
+		run, err := tx.GetRun(ctx, rep.RunID)
+		if err != nil {
+			return fmt.Errorf("reconcile: get run %s: %w", rep.RunID, err)
+		}
+		run.Status, run.PlanHash, run.Plan, run.Error = directory.RunHeld, rep.PlanHash, b, rep.Held
+		run.Counts = countsOf(rep)
+		if err := tx.UpdateRun(ctx, &run); err != nil {
+			return fmt.Errorf("reconcile: hold run %s: %w", rep.RunID, err)
+		}
+		return nil
+	})
+}
+
+func countsOf(rep *Report) map[string]int64 {
+	m := map[string]int64{"users": int64(rep.Users), "applied": int64(rep.Applied), "skipped": int64(rep.Skipped)}
+	for a, n := range rep.Plan.Counts() {
+		m[string(a)] = int64(n)
+	}
+	return m
+}
+
+// apply writes the plan in batches, each one transaction audited with actor
+// reconcile and the run id; a change whose grant no longer looks as planned
+// is skipped (the next run re-plans it). With finishRun it also records the
+// run's outcome (otherwise whoever created the run, the scheduler, does).
+func (r *Reconciler) apply(ctx context.Context, rep *Report, trigger string, finishRun bool) error {
+	if err := r.ensureRun(ctx, rep, trigger); err != nil {
+		return err
+	}
+	meta := audit.Meta{Actor: audit.ActorReconcile, RunID: rep.RunID}
+	changes := rep.Plan.Changes
+	var applyErr error
+	for start := 0; start < len(changes) && applyErr == nil; start += r.batch {
+		batch := changes[start:min(start+r.batch, len(changes))]
+		applied, skipped := 0, 0
+		err := r.s.Update(ctx, meta, func(ctx context.Context, tx store.Tx) error {
+			applied, skipped = 0, 0
+			items := make([]directory.RunItem, 0, len(batch))
+			for _, c := range batch {
+				ok, err := applyChange(ctx, tx, c)
+				if err != nil {
+					return err
+				}
+				item := directory.RunItem{RunID: rep.RunID, Action: string(c.Action), ObjectType: "grant",
+					ObjectID: grantID(c), Reason: c.Reason, Before: marshal(c.Before), After: marshal(c.After)}
+				if ok {
+					applied++
+				} else {
+					skipped++
+					item.Action = "skipped"
+					item.Reason = "changed since planned; " + c.Reason
+				}
+				items = append(items, item)
+			}
+			return tx.AddRunItems(ctx, items)
+		})
+		if err != nil {
+			applyErr = fmt.Errorf("reconcile: apply batch at %d: %w", start, err)
+			break
+		}
+		rep.Applied += applied
+		rep.Skipped += skipped
+	}
+	status := directory.RunOK
+	if applyErr != nil {
+		status = directory.RunFailed
+	}
+	rep.Status = status
+	if !finishRun {
+		return applyErr
+	}
+	err := r.s.Update(context.WithoutCancel(ctx), meta, func(ctx context.Context, tx store.Tx) error {
+		run, err := tx.GetRun(ctx, rep.RunID)
+		if err != nil {
+			return err
+		}
+		now := r.now()
+		run.Status, run.FinishedAt, run.Counts, run.PlanHash = status, &now, countsOf(rep), rep.PlanHash
+		if applyErr != nil {
+			run.Error = applyErr.Error()
+		}
+		return tx.UpdateRun(ctx, &run)
+	})
+	if applyErr != nil {
+		return applyErr
+	}
+	if err != nil {
+		return fmt.Errorf("reconcile: finish run %s: %w", rep.RunID, err)
+	}
+	r.log.Info("run applied", zap.String("run_id", rep.RunID), zap.Int("applied", rep.Applied), zap.Int("skipped", rep.Skipped))
+	return nil
+}
+
+func grantID(c Change) string {
+	return c.UserID + "/" + c.Firm + "/" + c.Service + "/" + c.Role
+}
+
+func marshal(v *Scope) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// current reports whether the stored grant still looks as c.Before says.
+func current(ctx context.Context, rd interface {
+	GetGrant(ctx context.Context, k directory.GrantKey) (directory.Grant, error)
+}, c Change) (bool, error) {
+	g, err := rd.GetGrant(ctx, c.Key())
+	if errors.Is(err, store.ErrNotFound) {
+		return c.Before == nil, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reconcile: get grant %s: %w", grantID(c), err)
+	}
+	return c.Before != nil && scopeOf(g).equal(c.Before), nil
+}
+
+func applyChange(ctx context.Context, tx store.Tx, c Change) (bool, error) {
+	ok, err := current(ctx, tx, c)
+	if err != nil || !ok {
+		return false, err
+	}
+	switch c.Action {
+	case ActRevoke:
+		if err := tx.DeleteGrant(ctx, c.Key()); err != nil {
+			return false, fmt.Errorf("reconcile: revoke %s: %w", grantID(c), err)
+		}
+	case ActGrant, ActUpdate:
+		g := &directory.Grant{UserID: c.UserID, FirmNumber: c.Firm, Service: c.Service, Role: c.Role,
+			AllOffices: c.After.AllOffices, Offices: c.After.Offices, Provenance: c.After.Provenance}
+		if err := tx.PutGrant(ctx, g); err != nil {
+			return false, fmt.Errorf("reconcile: %s %s: %w", c.Action, grantID(c), err)
+		}
+	default:
+		return false, fmt.Errorf("reconcile: unknown action %q", c.Action)
+	}
+	return true, nil
+}
+
+// Approve applies the plan of a held run, exactly: hash must equal the
+// run's plan hash and the hash of the stored plan, and every grant must
+// still look as planned (otherwise nothing is applied: run reconcile again).
+func (r *Reconciler) Approve(ctx context.Context, runID, hash, approver string) (*Report, error) {
+	run, err := r.s.GetRun(ctx, runID)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: get run %s: %w", runID, err)
+	}
+	if run.Status != directory.RunHeld {
+		return nil, fmt.Errorf("reconcile: run %s is %s, not held", runID, run.Status)
+	}
+	var plan Plan
+	if err := json.Unmarshal(run.Plan, &plan); err != nil {
+		return nil, fmt.Errorf("reconcile: decode plan of run %s: %w", runID, err)
+	}
+	if hash != run.PlanHash || plan.Hash() != run.PlanHash {
+		return nil, fmt.Errorf("reconcile: approve run %s: %w", runID, ErrPlanMismatch)
+	}
+	for _, c := range plan.Changes {
+		ok, err := current(ctx, r.s, c)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("reconcile: approve run %s: grant %s changed since the plan was made; run reconcile again", runID, grantID(c))
+		}
+	}
+	err = r.s.Update(ctx, audit.Meta{Actor: approver, RunID: runID}, func(ctx context.Context, tx store.Tx) error {
+		return tx.Record(ctx, "run.approve", "run", runID, nil, map[string]string{"planHash": hash})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: record approval of run %s: %w", runID, err)
+	}
+	rep := &Report{RunID: runID, Plan: &plan, PlanHash: hash}
+	if err := r.apply(ctx, rep, run.Trigger, true); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}

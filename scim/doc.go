@@ -1,0 +1,59 @@
+// Package scim is dirsyncd's SCIM 2.0 server (RFC 7643, RFC 7644) under
+// /scim/v2: Users (core User, enterprise extension and the dirsyncd
+// extension urn:dirsyncd:params:scim:schemas:extension:dirsyncd:2.0:User),
+// Groups, ServiceProviderConfig, ResourceTypes and Schemas.
+//
+// It owns: authentication of SCIM clients (bearer token with scope scim;
+// 401/403 are SCIM error bodies), a per-client token-bucket rate limit
+// (429 + Retry-After), body limits (413), translation of SCIM filters into
+// store.Filter (queries, sorting and paging run in the store, never in
+// memory), PATCH application including identity-provider quirks, ETags,
+// deprovisioning and the reconcile hook (Enqueuer). It reaches the store
+// only through Backend, declared here.
+//
+// # elimity-com/scim: which version, and what it does here
+//
+// Pinned: v0.0.0-20260328082225-d5e7ba418946 (2026). Read in the module
+// cache: its filter validator adds the common attributes (id, externalId,
+// meta.*) to every schema (the 2024 version, 20240320110924-172bf2aee9c8,
+// rejects `externalId eq "…"`, which Entra's test connection sends), it has
+// WithBaseURL for an absolute meta.location and a Location header on 201
+// (2024: relative location, no header), POST /.search, and ApplyPatch.
+//
+// The library still gets in the way of several requirements, so dirsyncd
+// uses it for the discovery endpoints (/Schemas and /ResourceTypes are
+// served by its Server, built from its schema package plus the dirsyncd
+// extension) and for the filter grammar (github.com/scim2/filter-parser/v2,
+// which it wraps), and serves /Users and /Groups with its own handlers:
+//   - its ResourceHandler gets no say in conditional requests: no 304 for
+//     If-None-Match and no 412 for If-Match before work is done;
+//   - it reads bodies with io.ReadAll without a limit and answers a read
+//     error with 500, where a body over 1 MiB must be 413;
+//   - itemsPerPage is the requested count, not the number returned;
+//   - its schema validation rejects Entra's "True"/"False" booleans unless a
+//     process-global switch (schema.SetAllowStringValues) is flipped, and it
+//     rejects a manager given as a plain string;
+//   - ApplyPatch needs the whole resource in memory, which for a group of
+//     100,000 members means reading the member list on every PATCH; here
+//     member operations go straight to the store's O(changed) calls;
+//   - its ServiceProviderConfig hard-codes etag and sort as unsupported
+//     (dirsyncd serves its own).
+//
+// # Decisions
+//
+// Deprovisioning: PATCH/PUT active=false keeps the user visible with
+// active:false; DELETE soft-deletes (404 afterwards; record, links and
+// history kept; the SCIM link is marked gone). Both delete every grant of
+// the user in the same transaction (store.Tx.ListGrants/DeleteGrant) and
+// enqueue the user for reconciliation: access is gone at commit even before
+// a reconcile runs, and reconcile, seeing an inactive or deleted user,
+// desires no grant either. Re-creating the same userName after a DELETE
+// creates a new user; the (client, externalId) link moves to it.
+//
+// Passwords are accepted (clients send them) and dropped before anything is
+// stored; they are never returned.
+//
+// Groups are owned by the SCIM client that created them (source
+// "scim:<client>"); only groups from a SCIM source are visible by id.
+// Group PATCH answers 204 (what Entra expects, accepted by Okta).
+package scim

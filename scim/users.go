@@ -1,0 +1,277 @@
+package scim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// reader is what rendering needs; Backend and store.Tx both provide it, so
+// a write renders its response from inside its own transaction.
+type reader interface {
+	ListGrants(ctx context.Context, q store.GrantQuery) ([]directory.Grant, error)
+	ListUserGroups(ctx context.Context, userID string) ([]directory.Group, error)
+	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
+}
+
+type userOps struct{ h *Handler }
+
+var fullProjection = projection{}
+
+func (o userOps) render(ctx context.Context, rd reader, u directory.User, p projection) (map[string]any, error) {
+	withGrants := p.wants(URNDirsyncd, "roles") || p.wants(URNDirsyncd, "offices")
+	withGroups := p.wants("", "groups")
+	var grants []directory.Grant
+	var groups []directory.Group
+	var err error
+	if withGrants {
+		if grants, err = rd.ListGrants(ctx, store.GrantQuery{UserID: u.ID}); err != nil {
+			return nil, fmt.Errorf("scim: grants of user %s: %w", u.ID, err)
+		}
+	}
+	if withGroups {
+		if groups, err = rd.ListUserGroups(ctx, u.ID); err != nil {
+			return nil, fmt.Errorf("scim: groups of user %s: %w", u.ID, err)
+		}
+	}
+	res, err := renderUser(u, baseURL(ctx), grants, groups, withGrants, withGroups)
+	if err != nil {
+		return nil, err
+	}
+	return p.apply(userDef, res), nil
+}
+
+// visibleUser reads a user that SCIM may see: soft-deleted users are 404.
+func visibleUser(ctx context.Context, get func(context.Context, string) (directory.User, error), id string) (directory.User, error) {
+	u, err := get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && u.DeletedAt != nil) {
+		return u, notFound("User", id)
+	}
+	if err != nil {
+		return u, fmt.Errorf("scim: get user %s: %w", id, err)
+	}
+	return u, nil
+}
+
+func checkVersion(have, want int64) error {
+	if want > 0 && have != want {
+		return fmt.Errorf("scim: version %d, If-Match wants %d: %w", have, want, store.ErrVersionMismatch)
+	}
+	return nil
+}
+
+func (o userOps) get(ctx context.Context, id string, p projection) (map[string]any, int64, error) {
+	u, err := visibleUser(ctx, o.h.b.GetUser, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := o.render(ctx, o.h.b, u, p)
+	return res, u.Version, err
+}
+
+func (o userOps) list(ctx context.Context, q listQuery, p projection) ([]map[string]any, int64, error) {
+	page, err := o.h.b.ListUsers(ctx, store.UserQuery{Filter: q.Filter, SortBy: q.SortBy, SortDesc: q.SortDesc, Offset: q.Offset, Limit: q.Limit})
+	if err != nil {
+		return nil, 0, fmt.Errorf("scim: list users: %w", err)
+	}
+	out := make([]map[string]any, 0, len(page.Items))
+	for _, u := range page.Items {
+		res, err := o.render(ctx, o.h.b, u, p)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, res)
+	}
+	return out, page.Total, nil
+}
+
+// link records that the SCIM client provisioned u (source "scim:<client>",
+// key externalId or, without one, the user id). A link still held by a live
+// user is left alone; one held by a deleted user moves to u, so that
+// re-provisioning a deleted user re-links cleanly.
+func (o userOps) link(ctx context.Context, tx store.Tx, source string, u directory.User) error {
+	key := u.ExternalID
+	if key == "" {
+		key = u.ID
+	}
+	if prev, err := tx.FindUserByLink(ctx, source, key); err == nil && prev.ID != u.ID && prev.DeletedAt == nil {
+		return nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("scim: find link %s/%s: %w", source, key, err)
+	}
+	if err := tx.PutLink(ctx, directory.SourceLink{UserID: u.ID, Source: source, Key: key, LastSeenAt: o.h.now().UTC()}); err != nil {
+		return fmt.Errorf("scim: link user %s: %w", u.ID, err)
+	}
+	return nil
+}
+
+// revokeGrants removes every grant of a deprovisioned user in the same
+// transaction as the deprovisioning, so that access is gone at commit even
+// before reconciliation runs; the user is also enqueued, and reconcile,
+// seeing an inactive or deleted user, desires no grant either.
+func revokeGrants(ctx context.Context, tx store.Tx, userID string) error {
+	gs, err := tx.ListGrants(ctx, store.GrantQuery{UserID: userID})
+	if err != nil {
+		return fmt.Errorf("scim: grants of user %s: %w", userID, err)
+	}
+	for _, g := range gs {
+		if err := tx.DeleteGrant(ctx, g.Key()); err != nil {
+			return fmt.Errorf("scim: revoke grant %s/%s of user %s: %w", g.Service, g.Role, userID, err)
+		}
+	}
+	return nil
+}
+
+func (o userOps) create(ctx context.Context, m audit.Meta, st map[string]any) (map[string]any, int64, error) {
+	u, err := userFromState(st, directory.User{})
+	if err != nil {
+		return nil, 0, err
+	}
+	var res map[string]any
+	err = o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.CreateUser(ctx, &u); err != nil {
+			return fmt.Errorf("scim: create user %q: %w", u.UserName, err)
+		}
+		if err := o.link(ctx, tx, m.Actor, u); err != nil {
+			return err
+		}
+		var err error
+		res, err = o.render(ctx, tx, u, fullProjection)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	o.h.enq.Enqueue(ctx, u.ID)
+	return res, u.Version, nil
+}
+
+// write stores next in place of prev (PUT and PATCH): version check,
+// deprovisioning, link upkeep, response.
+func (o userOps) write(ctx context.Context, tx store.Tx, m audit.Meta, prev, next directory.User, want int64) (map[string]any, error) {
+	if err := tx.UpdateUser(ctx, &next, want); err != nil {
+		return nil, fmt.Errorf("scim: update user %s: %w", prev.ID, err)
+	}
+	if prev.Active && !next.Active {
+		if err := revokeGrants(ctx, tx, next.ID); err != nil {
+			return nil, err
+		}
+	}
+	if next.ExternalID != prev.ExternalID && next.ExternalID != "" {
+		if err := o.link(ctx, tx, m.Actor, next); err != nil {
+			return nil, err
+		}
+	}
+	return o.render(ctx, tx, next, fullProjection)
+}
+
+func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[string]any, want int64) (map[string]any, int64, error) {
+	var res map[string]any
+	var ver int64
+	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+		prev, err := visibleUser(ctx, tx.GetUser, id)
+		if err != nil {
+			return err
+		}
+		if err := checkVersion(prev.Version, want); err != nil {
+			return err
+		}
+		if _, ok := st["active"]; !ok { // absent: activation is not changed by a PUT
+			st["active"] = prev.Active
+		}
+		next, err := userFromState(st, prev)
+		if err != nil {
+			return err
+		}
+		res, err = o.write(ctx, tx, m, prev, next, want)
+		ver = versionOf(res)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	o.h.enq.Enqueue(ctx, id)
+	return res, ver, nil
+}
+
+func versionOf(res map[string]any) int64 {
+	m, _ := res["meta"].(map[string]any)
+	s, _ := m["version"].(string)
+	n, _ := parseETag(s)
+	return n
+}
+
+func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patchOp, want int64) (map[string]any, int64, error) {
+	var res map[string]any
+	var ver int64
+	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+		prev, err := visibleUser(ctx, tx.GetUser, id)
+		if err != nil {
+			return err
+		}
+		if err := checkVersion(prev.Version, want); err != nil {
+			return err
+		}
+		st, err := userState(prev)
+		if err != nil {
+			return err
+		}
+		pt := patcher{def: userDef, st: st}
+		for _, op := range ops {
+			if err := pt.apply(op); err != nil {
+				return err
+			}
+		}
+		next, err := userFromState(pt.st, prev)
+		if err != nil {
+			return err
+		}
+		res, err = o.write(ctx, tx, m, prev, next, want)
+		ver = versionOf(res)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	o.h.enq.Enqueue(ctx, id)
+	return res, ver, nil
+}
+
+func (o userOps) delete(ctx context.Context, m audit.Meta, id string, want int64) error {
+	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+		prev, err := visibleUser(ctx, tx.GetUser, id)
+		if err != nil {
+			return err
+		}
+		if err := checkVersion(prev.Version, want); err != nil {
+			return err
+		}
+		if err := revokeGrants(ctx, tx, id); err != nil {
+			return err
+		}
+		if err := tx.DeleteUser(ctx, id); err != nil {
+			return fmt.Errorf("scim: delete user %s: %w", id, err)
+		}
+		links, err := tx.ListUserLinks(ctx, id)
+		if err != nil {
+			return fmt.Errorf("scim: links of user %s: %w", id, err)
+		}
+		for _, l := range links {
+			if l.Source == m.Actor && l.GoneAt == nil {
+				if err := tx.MarkLinkGone(ctx, l.Source, l.Key); err != nil {
+					return fmt.Errorf("scim: mark link %s gone: %w", l.Key, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	o.h.enq.Enqueue(ctx, id)
+	return nil
+}

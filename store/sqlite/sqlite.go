@@ -1,0 +1,223 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+	sqlite3 "modernc.org/sqlite"
+	sqlite3lib "modernc.org/sqlite/lib"
+
+	"github.com/dirsyncd/dirsyncd/store/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the embedded migration files.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the directory is embedded at build time
+	}
+	return sub
+}
+
+// Options configure the SQLite store.
+type Options struct {
+	Now         func() time.Time // defaults to time.Now
+	Logger      *zap.Logger
+	BusyTimeout time.Duration // default 10s: how long a writer waits for the file lock
+	MaxReaders  int           // read pool size, default 4
+}
+
+// Dialect is the SQLite dialect of sqlstore.
+var Dialect = &sqlstore.Dialect{
+	Name: "sqlite",
+	Time: func(t time.Time) any { return t.UTC().UnixMicro() },
+	InList: func(col string, vals []string) (string, any) {
+		if vals == nil {
+			vals = []string{}
+		}
+		b, _ := json.Marshal(vals)
+		return col + " IN (SELECT value FROM json_each(?))", string(b)
+	},
+	IsUnique: func(err error) bool {
+		var e *sqlite3.Error
+		if errors.As(err, &e) {
+			c := e.Code()
+			return c == sqlite3lib.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3lib.SQLITE_CONSTRAINT_PRIMARYKEY
+		}
+		return false
+	},
+	IsForeignKey: func(err error) bool {
+		var e *sqlite3.Error
+		return errors.As(err, &e) && e.Code() == sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY
+	},
+	MaxRowsPerInsert: 500,
+}
+
+// Open opens (creating if needed) the SQLite database at path and returns
+// a store over it; call Migrate before use. Writes go through one
+// connection whose transactions begin IMMEDIATE (the single writer, which
+// also serialises the audit chain); reads use a small pool (WAL mode lets
+// them run beside the writer). path ":memory:" gives a private in-memory
+// database on a single connection (reads then wait for a running write
+// transaction, so do not read through the Store inside Update's fn — use tx).
+func Open(ctx context.Context, path string, opts Options) (*sqlstore.Store, error) {
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 10 * time.Second
+	}
+	if opts.MaxReaders <= 0 {
+		opts.MaxReaders = 4
+	}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "case_sensitive_like(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "cache_size(-65536)") // 64 MiB: bulk loads stay in memory until commit
+	q.Add("_pragma", "temp_store(MEMORY)")
+	mem := path == ":memory:"
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = v
+	}
+	wq.Set("_txlock", "immediate")
+	file := "file:" + path
+	if mem {
+		file = "file::memory:"
+	}
+	w, err := sql.Open("sqlite", file+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	r := w
+	if !mem {
+		q.Add("_pragma", "query_only(1)")
+		r, err = sql.Open("sqlite", file+"?"+q.Encode())
+		if err != nil {
+			_ = w.Close()
+			return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+		}
+		r.SetMaxOpenConns(opts.MaxReaders)
+		r.SetMaxIdleConns(opts.MaxReaders)
+	}
+	if !mem {
+		// A new file gets 16 KiB pages (fewer pages to allocate and write
+		// in bulk loads); page_size must precede the switch to WAL, which is
+		// persistent in the file.
+		if _, err := w.ExecContext(ctx, "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL"); err != nil {
+			_ = w.Close()
+			_ = r.Close()
+			return nil, fmt.Errorf("sqlite: open %q: enable WAL: %w", path, err)
+		}
+	}
+	db := &stdDB{w: w, r: r}
+	if err := db.Ping(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	return sqlstore.New(db, Dialect, Migrations(), sqlstore.Options{Now: opts.Now, Logger: opts.Logger}), nil
+}
+
+// stdDB adapts database/sql to sqlstore.DB: r for reads, w for writes.
+type stdDB struct {
+	w, r *sql.DB
+}
+
+type queryer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type stdConn struct{ q queryer }
+
+func (c stdConn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := c.q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (c stdConn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	rows, err := c.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return stdRows{rows}, nil
+}
+
+func (c stdConn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return stdRow{c.q.QueryRowContext(ctx, query, args...)}
+}
+
+type stdRows struct{ *sql.Rows }
+
+func (r stdRows) Close() { _ = r.Rows.Close() }
+
+type stdRow struct{ *sql.Row }
+
+func (r stdRow) Scan(dest ...any) error {
+	err := r.Row.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sqlstore.ErrNoRows
+	}
+	return err
+}
+
+func (d *stdDB) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	return stdConn{d.w}.Exec(ctx, query, args...)
+}
+
+func (d *stdDB) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	return stdConn{d.r}.Query(ctx, query, args...)
+}
+
+func (d *stdDB) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return stdConn{d.r}.QueryRow(ctx, query, args...)
+}
+
+func (d *stdDB) Begin(ctx context.Context) (sqlstore.TxConn, error) {
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return stdTx{stdConn{tx}, tx}, nil
+}
+
+func (d *stdDB) Ping(ctx context.Context) error {
+	if err := d.w.PingContext(ctx); err != nil {
+		return err
+	}
+	return d.r.PingContext(ctx)
+}
+
+func (d *stdDB) Close() error {
+	err := d.w.Close()
+	if d.r != d.w {
+		err = errors.Join(err, d.r.Close())
+	}
+	return err
+}
+
+type stdTx struct {
+	stdConn
+	tx *sql.Tx
+}
+
+func (t stdTx) Commit(context.Context) error   { return t.tx.Commit() }
+func (t stdTx) Rollback(context.Context) error { return t.tx.Rollback() }

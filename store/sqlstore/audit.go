@@ -1,0 +1,173 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// flushEvery bounds the number of buffered audit events in a transaction.
+const flushEvery = 5000
+
+// record buffers an audit event for this transaction; it is sealed into the
+// chain and inserted before commit (flushAudit), in the same transaction.
+func (t *txn) record(ctx context.Context, action, objectType, objectID string, before, after json.RawMessage) error {
+	t.pending = append(t.pending, audit.Event{
+		Time: t.s.nowUTC(), Actor: t.meta.Actor, Action: action, ObjectType: objectType, ObjectID: objectID,
+		Before: before, After: after, RunID: t.meta.RunID, RequestID: t.meta.RequestID,
+	})
+	if len(t.pending) >= flushEvery {
+		return t.flushAudit(ctx)
+	}
+	return nil
+}
+
+// Record writes a free-form audit event.
+func (t *txn) Record(ctx context.Context, action, objectType, objectID string, before, after any) error {
+	if action == "" {
+		return fmt.Errorf("store: record: empty action")
+	}
+	return t.record(ctx, action, objectType, objectID, audit.Marshal(before), audit.Marshal(after))
+}
+
+const auditCols = `seq, at, actor, action, object_type, object_id, before_json, after_json, run_id, request_id, prev_hash, hash`
+
+// flushAudit chains the buffered events after the current head (locked for
+// the rest of the transaction) and inserts them.
+func (t *txn) flushAudit(ctx context.Context) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	d := t.s.d
+	if !t.headLoaded {
+		err := t.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&t.headSeq, &t.headHash)
+		if err != nil {
+			return fmt.Errorf("store: audit: lock chain head: %w", t.s.mapErr(err))
+		}
+		t.headLoaded = true
+	}
+	for i := range t.pending {
+		audit.Seal(&t.pending[i], t.headSeq, t.headHash)
+		t.headSeq, t.headHash = t.pending[i].Seq, t.pending[i].Hash
+	}
+	per := d.MaxRowsPerInsert
+	for start := 0; start < len(t.pending); start += per {
+		end := min(start+per, len(t.pending))
+		var b strings.Builder
+		b.WriteString(`INSERT INTO audit_events (` + auditCols + `) VALUES `)
+		args := make([]any, 0, (end-start)*12)
+		for i, e := range t.pending[start:end] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(placeholders(12))
+			args = append(args, e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
+				jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash)
+		}
+		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
+		}
+	}
+	if _, err := t.c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.headSeq, t.headHash); err != nil {
+		return fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
+	}
+	t.pending = t.pending[:0]
+	return nil
+}
+
+func scanEvent(rows Rows) (audit.Event, error) {
+	var e audit.Event
+	err := rows.Scan(&e.Seq, tscan{&e.Time}, &e.Actor, &e.Action, &e.ObjectType, &e.ObjectID,
+		jscan{(*[]byte)(&e.Before)}, jscan{(*[]byte)(&e.After)}, &e.RunID, &e.RequestID, &e.PrevHash, &e.Hash)
+	return e, err
+}
+
+// Audit reads events in sequence order.
+func (s *Store) Audit(ctx context.Context, f store.AuditFilter, fn func(audit.Event) error) error {
+	var where []string
+	var args []any
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.ObjectID != "" {
+		add("object_id = ?", f.ObjectID)
+	}
+	if f.Actor != "" {
+		add("actor = ?", f.Actor)
+	}
+	if f.Action != "" {
+		add("action = ?", f.Action)
+	}
+	if !f.Since.IsZero() {
+		add("at >= ?", s.d.Time(f.Since.UTC()))
+	}
+	if !f.Until.IsZero() {
+		add("at < ?", s.d.Time(f.Until.UTC()))
+	}
+	if f.AfterSeq > 0 {
+		add("seq > ?", f.AfterSeq)
+	}
+	q := `SELECT ` + auditCols + ` FROM audit_events`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq"
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	rows, err := s.c.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return fmt.Errorf("store: audit: scan: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
+	return nil
+}
+
+// VerifyAudit walks the whole chain in pages and compares its end with the
+// chain head (so deleting the newest events is detected too).
+func (s *Store) VerifyAudit(ctx context.Context) (*audit.Verifier, error) {
+	v := audit.NewVerifier()
+	var last audit.Event
+	after := int64(0)
+	for {
+		n := 0
+		err := s.Audit(ctx, store.AuditFilter{AfterSeq: after, Limit: 2000}, func(e audit.Event) error {
+			v.Add(e)
+			last = e
+			after = e.Seq
+			n++
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store: verify audit: %w", err)
+		}
+		if n < 2000 {
+			break
+		}
+	}
+	var headSeq int64
+	var headHash string
+	if err := s.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&headSeq, &headHash); err != nil {
+		return nil, fmt.Errorf("store: verify audit: read chain head: %w", s.mapErr(err))
+	}
+	if headSeq != last.Seq || (headSeq > 0 && headHash != last.Hash) {
+		v.Problems = append(v.Problems, audit.Problem{Seq: headSeq,
+			Reason: fmt.Sprintf("chain head is event %d but the log ends at event %d (events deleted or edited at the end)", headSeq, last.Seq)})
+	}
+	return v, nil
+}

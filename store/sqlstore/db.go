@@ -1,0 +1,211 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrNoRows is what an adapter's Row.Scan returns when the query matched no
+// row (adapters translate pgx.ErrNoRows and sql.ErrNoRows to it).
+var ErrNoRows = errors.New("sqlstore: no rows")
+
+// Rows is a result set.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Row is a single-row result; Scan returns ErrNoRows when there was none.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Conn runs statements. SQL uses '?' placeholders; the Store rebinds them
+// for the dialect before calling the adapter.
+type Conn interface {
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) Row
+}
+
+// TxConn is a transaction.
+type TxConn interface {
+	Conn
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// DB is a connection pool: reads run on it directly, writes in Begin.
+type DB interface {
+	Conn
+	Begin(ctx context.Context) (TxConn, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Dialect holds what differs between the SQL backends.
+type Dialect struct {
+	Name string // "sqlite" or "postgres"
+	// Numbered rewrites '?' placeholders to $1, $2, ... (PostgreSQL).
+	Numbered bool
+	// ForUpdate is appended to row reads inside a transaction that precede
+	// an update (" FOR UPDATE" on PostgreSQL; SQLite has one writer).
+	ForUpdate string
+	// MigrationLock is run first inside the migration transaction.
+	MigrationLock string
+	// Time encodes a time as a statement argument.
+	Time func(time.Time) any
+	// InList returns a predicate "col IN <list of vals>" with one argument.
+	InList func(col string, vals []string) (string, any)
+	// IsUnique and IsForeignKey classify driver errors.
+	IsUnique     func(error) bool
+	IsForeignKey func(error) bool
+	// MaxRowsPerInsert bounds multi-row INSERT statements.
+	MaxRowsPerInsert int
+}
+
+func (d *Dialect) rebind(q string) string {
+	if !d.Numbered || !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	inStr := false
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case c == '\'':
+			inStr = !inStr
+			b.WriteByte(c)
+		case c == '?' && !inStr:
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// dconn rebinds placeholders for the dialect.
+type dconn struct {
+	c Conn
+	d *Dialect
+}
+
+func (c dconn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return c.c.Exec(ctx, c.d.rebind(q), args...)
+}
+
+func (c dconn) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	return c.c.Query(ctx, c.d.rebind(q), args...)
+}
+
+func (c dconn) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return c.c.QueryRow(ctx, c.d.rebind(q), args...)
+}
+
+// tscan scans a time column encoded either as a native timestamp
+// (PostgreSQL) or as integer microseconds since the epoch (SQLite).
+type tscan struct{ p *time.Time }
+
+func (s tscan) Scan(src any) error {
+	t, ok, err := decodeTime(src)
+	if err != nil {
+		return err
+	}
+	if ok {
+		*s.p = t
+	} else {
+		*s.p = time.Time{}
+	}
+	return nil
+}
+
+// ntscan scans a nullable time column into a *time.Time.
+type ntscan struct{ p **time.Time }
+
+func (s ntscan) Scan(src any) error {
+	t, ok, err := decodeTime(src)
+	if err != nil {
+		return err
+	}
+	if ok {
+		*s.p = &t
+	} else {
+		*s.p = nil
+	}
+	return nil
+}
+
+func decodeTime(src any) (time.Time, bool, error) {
+	switch v := src.(type) {
+	case nil:
+		return time.Time{}, false, nil
+	case time.Time:
+		return v.UTC(), true, nil
+	case int64:
+		return time.UnixMicro(v).UTC(), true, nil
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		return t.UTC(), err == nil, err
+	}
+	return time.Time{}, false, fmt.Errorf("sqlstore: cannot scan %T as time", src)
+}
+
+// jscan scans a nullable JSON/text column into raw bytes (nil for NULL).
+type jscan struct{ p *[]byte }
+
+func (s jscan) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*s.p = nil
+	case []byte:
+		*s.p = append([]byte(nil), v...)
+	case string:
+		*s.p = []byte(v)
+	default:
+		return fmt.Errorf("sqlstore: cannot scan %T as JSON", src)
+	}
+	return nil
+}
+
+// jarg encodes raw JSON as an argument: NULL when empty.
+func jarg(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+var _ driver.Valuer = (*nullStr)(nil)
+
+// nullStr is a string stored as NULL when empty.
+type nullStr string
+
+func (s nullStr) Value() (driver.Value, error) {
+	if s == "" {
+		return nil, nil
+	}
+	return string(s), nil
+}
+
+// escapeLike escapes LIKE wildcards with backslash (used with ESCAPE '\').
+func escapeLike(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// placeholders returns "(?,?,?)" for n columns.
+func placeholders(n int) string {
+	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+}
