@@ -33,10 +33,10 @@ run: build ## build, then serve with configs/dev.yaml (SQLite under ./var, dev t
 	./$(BIN) serve --config $(CONFIG)
 
 test: ## all tests (-race) with real PostgreSQL and OpenLDAP, started and stopped by scripts/test-env.sh
-	scripts/test-env.sh test $(TESTFLAGS) $(PKG)
+	bash scripts/test-env.sh test $(TESTFLAGS) $(PKG)
 
 bench: ## Go benchmarks (short benchtime, sized for 2 cores), with the test services up
-	scripts/test-env.sh run -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count=1 -timeout 30m $(PKG)
+	bash scripts/test-env.sh run -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count=1 -timeout 30m $(PKG)
 
 bench-scim: ## SCIM load benchmark (scripts/bench-scim.sh)
 	@$(call bench_script,scim)
@@ -53,7 +53,7 @@ if [ ! -f scripts/bench-$(1).sh ]; then \
 	echo "make bench-$(1): scripts/bench-$(1).sh does not exist yet (the $(1) feature provides it)" >&2; \
 	exit 1; \
 fi; \
-scripts/test-env.sh run -- bash scripts/bench-$(1).sh
+bash scripts/test-env.sh run -- bash scripts/bench-$(1).sh
 endef
 
 lint: ## go vet + gofmt check (fails on unformatted files)

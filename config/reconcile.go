@@ -8,7 +8,6 @@ import (
 
 // Defaults of the `reconcile` section.
 const (
-	DefaultReconcileSchedule       = "@every 15m"
 	DefaultReconcileMinRevokes     = 50
 	DefaultReconcileRevokePercent  = 5.0
 	DefaultReconcileBatchSize      = 500
@@ -22,20 +21,21 @@ const (
 	DefaultLDAPTargetGroupTemplate = "cn={service}-{role},{ou}"
 )
 
-// ReconcileConfig is the `reconcile` section: the full reconcile's schedule,
-// the guard that holds runs revoking too much, batch sizes, the event-driven
-// worker, and the optional targets (LDAP role groups, CCMS outbox).
+// ReconcileConfig is the `reconcile` section: the guard that holds runs
+// revoking too much, batch sizes, the event-driven worker, and the optional
+// targets (LDAP role groups, CCMS outbox). The full reconcile runs on the
+// schedule of a scheduler.jobs entry of kind reconcile.
 type ReconcileConfig struct {
-	// Schedule of the full reconcile (cron, UTC); "off" disables it. It adds
-	// a scheduled job of kind reconcile named "reconcile" unless
-	// scheduler.jobs already has one.
-	Schedule string `yaml:"schedule"`
 	// Guard: a run revoking more than max(MinRevokes, RevokePercent% of all
 	// grants) is held until `dirsyncd runs approve RUN --plan-hash H`.
 	MinRevokes    int     `yaml:"minRevokes"`
 	RevokePercent float64 `yaml:"revokePercent"`
 	// BatchSize is how many changes are applied per transaction.
 	BatchSize int `yaml:"batchSize"`
+	// LinkSources names the sources ("scim:entra", "ldap:corp") whose links a
+	// full reconcile reads in bulk (besides every group's source and "cwa");
+	// users not covered are read one by one: slower, never wrong.
+	LinkSources []string `yaml:"linkSources"`
 	// Worker reconciles users changed by SCIM, LDAP and CWA.
 	Worker ReconcileWorkerConfig `yaml:"worker"`
 	// LDAPTarget, when enabled, keeps one LDAP group per role.
@@ -66,18 +66,18 @@ type LDAPTargetConfig struct {
 	Correct bool `yaml:"correct"`
 }
 
-// OutboxConfig is the CCMS change-message outbox.
+// OutboxConfig is the CCMS change-message outbox: messages are written in
+// the transaction that changes the grants and delivered every Interval.
 type OutboxConfig struct {
 	Endpoint    string        `yaml:"endpoint"` // http(s) URL; empty = off
 	Token       Secret        `yaml:"token"`    // bearer token, usually env:CCMS_TOKEN
-	Timeout     time.Duration `yaml:"timeout"`
+	Timeout     time.Duration `yaml:"timeout"`  // per request
 	MaxAttempts int           `yaml:"maxAttempts"`
+	Backoff     time.Duration `yaml:"backoff"`  // first retry delay, doubled per attempt
+	Interval    time.Duration `yaml:"interval"` // how often serve delivers pending messages
 }
 
 func (c *ReconcileConfig) defaults() {
-	if c.Schedule == "" {
-		c.Schedule = DefaultReconcileSchedule
-	}
 	if c.MinRevokes == 0 {
 		c.MinRevokes = DefaultReconcileMinRevokes
 	}
@@ -112,17 +112,15 @@ func (c *ReconcileConfig) defaults() {
 	if c.Outbox.MaxAttempts == 0 {
 		c.Outbox.MaxAttempts = DefaultOutboxMaxAttempts
 	}
+	if c.Outbox.Backoff == 0 {
+		c.Outbox.Backoff = time.Second
+	}
+	if c.Outbox.Interval == 0 {
+		c.Outbox.Interval = 10 * time.Second
+	}
 }
 
-// ScheduleEnabled reports whether the full reconcile runs on a schedule.
-func (c *ReconcileConfig) ScheduleEnabled() bool { return c.Schedule != "off" }
-
 func (c *ReconcileConfig) validate(p *Problems) {
-	if c.ScheduleEnabled() {
-		if _, err := CronParser.Parse(c.Schedule); err != nil {
-			p.Addf("reconcile.schedule", "%q does not parse: %v", c.Schedule, err)
-		}
-	}
 	if c.MinRevokes < 0 {
 		p.Addf("reconcile.minRevokes", "must not be negative")
 	}
@@ -155,8 +153,8 @@ func (c *ReconcileConfig) validate(p *Problems) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.Addf("reconcile.outbox.endpoint", "must be an absolute http(s) URL")
 		}
-		if o.Timeout < 0 || o.MaxAttempts < 0 {
-			p.Addf("reconcile.outbox", "timeout and maxAttempts must not be negative")
+		if o.Timeout < 0 || o.MaxAttempts < 0 || o.Backoff < 0 || o.Interval < 0 {
+			p.Addf("reconcile.outbox", "timeout, maxAttempts, backoff and interval must not be negative")
 		}
 	}
 }

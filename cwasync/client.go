@@ -318,7 +318,12 @@ func (c *Client) do(ctx context.Context, target string) (body []byte, retry bool
 		return nil, true, 0, err
 	}
 	defer resp.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(resp.Body, c.o.MaxBodyBytes+1))
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n <= c.o.MaxBodyBytes {
+		buf.Grow(int(n) + 1) // one allocation for the large snapshot body
+	}
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, c.o.MaxBodyBytes+1))
+	body = buf.Bytes()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, false, 0, ctx.Err()

@@ -20,7 +20,9 @@
 // service's out-of-hours refusal (503 with code OUT_OF_HOURS, or a
 // Retry-After longer than the client may wait) fails with ErrUnavailable;
 // 401/403 fail with ErrUnauthorized; a body that is not the documented JSON
-// fails with ErrMalformed.
+// (or lacks its top-level array) fails with ErrMalformed; a 404 for a firm
+// or login of the snapshot fails with ErrNotFound — never read as "no
+// users" or "no offices".
 //
 // ApplyRules applies the agency's snapshot rules (see its comment): bad
 // rows are reported, not imported. Syncer.Sync then reads every firm's

@@ -1,11 +1,11 @@
 package cwasync
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -104,7 +104,7 @@ type Report struct {
 	// 0 on a repeat with no changes.
 	Writes int
 	// Took is the wall time of each phase: snapshot, fetch (logins, office
-	// codes, users), state (store reads), apply.
+	// codes, users; the state is read meanwhile), state (store reads), apply.
 	Took map[string]time.Duration
 }
 
@@ -143,16 +143,26 @@ func (s *Syncer) Sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 		return nil, err
 	}
 	lap("snapshot")
+	// The store's state is read while CWA is being read (both before any write).
+	var cur *state
+	var stateTook time.Duration
+	stateDone := make(chan error, 1)
+	go func() {
+		t := time.Now()
+		var err error
+		cur, err = s.loadState(ctx)
+		stateTook = time.Since(t)
+		stateDone <- err
+	}()
 	logins, items, err := s.fetchLogins(ctx, snap)
+	if serr := <-stateDone; err == nil {
+		err = serr
+	}
 	if err != nil {
 		return nil, err
 	}
 	lap("fetch")
-	cur, err := s.loadState(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lap("state")
+	took["state"] = stateTook
 	p := s.plan(snap, logins, cur)
 	p.report.DryRun, p.report.Took = dryRun, took
 	p.report.Items = append(p.report.Items, snap.Items...)
@@ -169,23 +179,21 @@ func (s *Syncer) Sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 	}
 	newCursor, _ := json.Marshal(cursor{Firms: len(snap.Firms), Offices: len(snap.Offices), Logins: len(logins)})
 	cursorChanged := string(newCursor) != cur.cursor
-	p.report.Writes = len(p.ops)
+	p.report.Writes = p.writes()
 	if cursorChanged {
 		p.report.Writes++
 	}
 	if dryRun {
-		log.Info("cwa dry run", zap.Int("changes", len(p.ops)), zap.Any("counts", p.report.Counts))
+		log.Info("cwa dry run", zap.Int("changes", p.writes()), zap.Any("counts", p.report.Counts))
 		return &p.report, nil
 	}
-	if len(p.ops) == 0 && !cursorChanged && (runID == "" || len(p.report.Items) == 0) {
+	if p.writes() == 0 && !cursorChanged && (runID == "" || len(p.report.Items) == 0) {
 		log.Info("cwa sync: no changes", zap.Any("counts", p.report.Counts), zap.Duration("took", s.o.Now().Sub(start)))
 		return &p.report, nil
 	}
 	err = s.st.Update(ctx, audit.Meta{Actor: audit.ActorCWA, RunID: runID}, func(ctx context.Context, tx store.Tx) error {
-		for _, op := range p.ops {
-			if err := op(ctx, tx); err != nil {
-				return err
-			}
+		if err := p.apply(ctx, tx); err != nil {
+			return err
 		}
 		if cursorChanged {
 			if err := tx.SetCursor(ctx, Source, string(newCursor)); err != nil {
@@ -195,7 +203,7 @@ func (s *Syncer) Sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 		if runID != "" && len(p.report.Items) > 0 {
 			its := make([]directory.RunItem, len(p.report.Items))
 			for i, it := range p.report.Items {
-				it.RunID, it.Seq = runID, int64(i+1)
+				it.RunID = runID // Seq 0: the store numbers them after the run's existing items
 				its[i] = it
 			}
 			if err := tx.AddRunItems(ctx, its); err != nil {
@@ -249,8 +257,8 @@ func (s *Syncer) checkSize(ctx context.Context, snap *Snapshot) error {
 	default:
 		return fmt.Errorf("cwasync: read cursor: %w", err)
 	}
-	min := func(n int) int { return int(float64(n)*s.o.MinFraction + 0.999999) }
-	if len(snap.Firms) < min(last.Firms) || len(snap.Offices) < min(last.Offices) {
+	atLeast := func(n int) int { return int(math.Ceil(float64(n) * s.o.MinFraction)) }
+	if len(snap.Firms) < atLeast(last.Firms) || len(snap.Offices) < atLeast(last.Offices) {
 		return fmt.Errorf("cwasync: %w: %d firms and %d offices (from %d rows), the last good snapshot had %d and %d; minimum fraction %.2f; nothing was changed",
 			ErrSnapshotTooSmall, len(snap.Firms), len(snap.Offices), snap.Rows, last.Firms, last.Offices, s.o.MinFraction)
 	}
@@ -414,8 +422,59 @@ func (s *Syncer) loadState(ctx context.Context) (*state, error) {
 
 // plan holds the writes to make and the report.
 type plan struct {
-	ops    []func(ctx context.Context, tx store.Tx) error
-	report Report
+	firms   []*directory.Firm
+	offices []*directory.Office
+	logins  []*directory.LegacyLogin
+	ops     []func(ctx context.Context, tx store.Tx) error // links
+	report  Report
+}
+
+func (p *plan) writes() int { return len(p.firms) + len(p.offices) + len(p.logins) + len(p.ops) }
+
+// BulkTx is implemented by transactions that can write many firms,
+// offices and legacy logins at once (the SQL store's); with another Tx the
+// sync writes them one by one.
+type BulkTx interface {
+	PutFirms(ctx context.Context, fs []*directory.Firm) (int, error)
+	PutOffices(ctx context.Context, os []*directory.Office) (int, error)
+	PutLegacyLogins(ctx context.Context, ls []*directory.LegacyLogin) (int, error)
+}
+
+// apply makes the planned writes in tx.
+func (p *plan) apply(ctx context.Context, tx store.Tx) error {
+	if b, ok := tx.(BulkTx); ok {
+		if _, err := b.PutFirms(ctx, p.firms); err != nil {
+			return fmt.Errorf("cwasync: put firms: %w", err)
+		}
+		if _, err := b.PutOffices(ctx, p.offices); err != nil {
+			return fmt.Errorf("cwasync: put offices: %w", err)
+		}
+		if _, err := b.PutLegacyLogins(ctx, p.logins); err != nil {
+			return fmt.Errorf("cwasync: put legacy logins: %w", err)
+		}
+	} else {
+		for _, f := range p.firms {
+			if err := tx.PutFirm(ctx, f); err != nil {
+				return fmt.Errorf("cwasync: put firm %s: %w", f.Number, err)
+			}
+		}
+		for _, o := range p.offices {
+			if err := tx.PutOffice(ctx, o); err != nil {
+				return fmt.Errorf("cwasync: put office %s: %w", o.Code, err)
+			}
+		}
+		for _, l := range p.logins {
+			if err := tx.PutLegacyLogin(ctx, l); err != nil {
+				return fmt.Errorf("cwasync: put legacy login %s: %w", l.Login, err)
+			}
+		}
+	}
+	for _, op := range p.ops {
+		if err := op(ctx, tx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *plan) count(name string, n int64) {
@@ -430,49 +489,36 @@ func (p *plan) item(action, typ, id, reason string) {
 	p.count(action, 1)
 	switch action {
 	case ActionCreated, ActionUpdated, ActionDisabled:
-		p.count(typ+"s_"+action, 1)
+		p.count(typeCount[typ]+action, 1)
 	}
 }
 
+// typeCount prefixes the per-type counts (firms_created, ...).
+var typeCount = map[string]string{ObjFirm: "firms_", ObjOffice: "offices_", ObjLegacyLogin: "legacy_logins_"}
+
 func (p *plan) op(fn func(ctx context.Context, tx store.Tx) error) { p.ops = append(p.ops, fn) }
 
-// plan compares what CWA says with what the store holds. Writes are
-// ordered firms (parents first), offices, legacy logins, links, so that
-// references exist before they are used.
+// plan compares what CWA says with what the store holds: the writes (firms,
+// offices, legacy logins, then links) and a report item for each.
 func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *state) *plan {
 	p := &plan{}
+	p.report.Items = make([]directory.RunItem, 0, len(snap.Firms)+len(snap.Offices)+2*len(logins)+len(snap.Items))
 	now := s.o.Now().UTC()
 
-	// Firms: parents before children; then firms to disable.
-	nums := sortedKeys(snap.Firms)
-	hasParent := func(n string) int {
-		if snap.Firms[n].ParentNumber != "" {
-			return 1
-		}
-		return 0
-	}
-	slices.SortStableFunc(nums, func(a, b string) int { return cmp.Compare(hasParent(a), hasParent(b)) })
-	for _, n := range nums {
+	// Firms in the snapshot, then the firms to disable.
+	for _, n := range sortedKeys(snap.Firms) {
 		want := snap.Firms[n]
-		have, exists := cur.firms[n]
-		var what []string
-		if exists {
-			what = diffFirm(have, want)
+		if have, exists := cur.firms[n]; exists {
+			what := diffFirm(have, want)
 			if len(what) == 0 {
 				continue
 			}
-			want.Version = have.Version
 			p.item(ActionUpdated, ObjFirm, n, strings.Join(what, "; "))
 		} else {
 			p.item(ActionCreated, ObjFirm, n, "new in the CWA snapshot")
 		}
 		f := want
-		p.op(func(ctx context.Context, tx store.Tx) error {
-			if err := tx.PutFirm(ctx, &f); err != nil {
-				return fmt.Errorf("cwasync: put firm %s: %w", f.Number, err)
-			}
-			return nil
-		})
+		p.firms = append(p.firms, &f)
 	}
 	for _, n := range sortedKeys(cur.firms) {
 		have := cur.firms[n]
@@ -482,12 +528,7 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 		f := have
 		f.Enabled = false
 		p.item(ActionDisabled, ObjFirm, n, "firm missing from the CWA snapshot: disabled, not deleted")
-		p.op(func(ctx context.Context, tx store.Tx) error {
-			if err := tx.PutFirm(ctx, &f); err != nil {
-				return fmt.Errorf("cwasync: disable firm %s: %w", f.Number, err)
-			}
-			return nil
-		})
+		p.firms = append(p.firms, &f)
 	}
 
 	// Offices.
@@ -499,18 +540,12 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 			if len(what) == 0 {
 				continue
 			}
-			want.Version = have.Version
 			p.item(ActionUpdated, ObjOffice, c, strings.Join(what, "; "))
 		} else {
 			p.item(ActionCreated, ObjOffice, c, "new in the CWA snapshot (firm "+want.FirmNumber+")")
 		}
 		o := want
-		p.op(func(ctx context.Context, tx store.Tx) error {
-			if err := tx.PutOffice(ctx, &o); err != nil {
-				return fmt.Errorf("cwasync: put office %s: %w", o.Code, err)
-			}
-			return nil
-		})
+		p.offices = append(p.offices, &o)
 	}
 	for _, c := range sortedKeys(cur.offices) {
 		have := cur.offices[c]
@@ -520,12 +555,7 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 		o := have
 		o.Active = false
 		p.item(ActionDisabled, ObjOffice, c, "office missing from the CWA snapshot: inactive, its user links removed")
-		p.op(func(ctx context.Context, tx store.Tx) error {
-			if err := tx.PutOffice(ctx, &o); err != nil {
-				return fmt.Errorf("cwasync: disable office %s: %w", o.Code, err)
-			}
-			return nil
-		})
+		p.offices = append(p.offices, &o)
 	}
 
 	// Legacy logins: what CWA lists now, then the ones it no longer lists.
@@ -547,7 +577,6 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 		if exists {
 			what := diffLogin(have, want)
 			if len(what) > 0 {
-				want.Version = have.Version
 				p.item(ActionUpdated, ObjLegacyLogin, key, strings.Join(what, "; "))
 				p.putLogin(want)
 			}
@@ -612,14 +641,7 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 	return p
 }
 
-func (p *plan) putLogin(l directory.LegacyLogin) {
-	p.op(func(ctx context.Context, tx store.Tx) error {
-		if err := tx.PutLegacyLogin(ctx, &l); err != nil {
-			return fmt.Errorf("cwasync: put legacy login %s: %w", l.Login, err)
-		}
-		return nil
-	})
-}
+func (p *plan) putLogin(l directory.LegacyLogin) { p.logins = append(p.logins, &l) }
 
 func diffFirm(have, want directory.Firm) []string {
 	var d []string

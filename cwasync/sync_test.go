@@ -15,8 +15,8 @@ import (
 	"github.com/dirsyncd/dirsyncd/cwasync"
 	"github.com/dirsyncd/dirsyncd/cwasync/cwafake"
 	"github.com/dirsyncd/dirsyncd/directory"
-	"github.com/dirsyncd/dirsyncd/store"
 	"github.com/dirsyncd/dirsyncd/internal/testenv"
+	"github.com/dirsyncd/dirsyncd/store"
 	"github.com/dirsyncd/dirsyncd/store/postgres"
 	"github.com/dirsyncd/dirsyncd/store/sqlite"
 )
@@ -28,6 +28,17 @@ var backends = []struct {
 }{
 	{"sqlite", openSQLite},
 	{"postgres", openPostgres},
+	// The SQL stores' transactions have the bulk puts (cwasync.BulkTx);
+	// this one hides them, so the one-by-one path passes the same tests.
+	{"sqlite-single-puts", func(t testing.TB) store.Store { return singlePuts{openSQLite(t)} }},
+}
+
+type singlePuts struct{ store.Store }
+
+func (s singlePuts) Update(ctx context.Context, m audit.Meta, fn func(ctx context.Context, tx store.Tx) error) error {
+	return s.Store.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+		return fn(ctx, struct{ store.Tx }{tx})
+	})
 }
 
 func openSQLite(t testing.TB) store.Store {
@@ -617,6 +628,51 @@ func TestSyncTooSmallWithoutCursor(t *testing.T) {
 		}
 		if _, _, err := e.run(false); !errors.Is(err, cwasync.ErrSnapshotTooSmall) {
 			t.Fatalf("err %v, want ErrSnapshotTooSmall against the 30 stored firms", err)
+		}
+	})
+}
+
+func TestSyncRejectsBadLogins(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		fx := e.fake.Fixture()
+		// ABROWN is listed by a second firm too (the fake serves one set of
+		// codes per login), and firm 5002 lists a login without a name.
+		fx.Users = append(fx.Users,
+			cwafake.User{UserLogin: "ABROWN", FirmNumber: "4001", Email: "a.brown@smith.example", OfficeCodes: []string{"0Q731M", "1A001L"}},
+			cwafake.User{UserLogin: " ", FirmNumber: "5002"})
+		e.fake.SetFixture(fx)
+		rep, runID := e.mustRun()
+		if ab := e.login("ABROWN"); ab.FirmNumber != "3856" {
+			t.Errorf("ABROWN = %+v, want kept in firm 3856 (the first by number)", ab)
+		}
+		its := e.items(runID)
+		if !findItem(its, cwasync.ActionRejected, cwasync.ObjLegacyLogin, "ABROWN", "also listed by firm 4001; kept in firm 3856") ||
+			!findItem(its, cwasync.ActionRejected, cwasync.ObjLegacyLogin, "firm 5002", "without a userLogin") {
+			t.Errorf("items %+v", its)
+		}
+		if rep.Counts["legacy_logins_created"] != 5 {
+			t.Errorf("counts %v", rep.Counts)
+		}
+	})
+}
+
+// TestSyncTooFewFirms: the firm count alone can abort (every office moved
+// into one firm: as many offices, far fewer firms).
+func TestSyncTooFewFirms(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.mustRun()
+		fx := e.fake.Fixture()
+		for i := range fx.Offices {
+			if fx.Offices[i].FirmNumber != "" {
+				fx.Offices[i].FirmNumber, fx.Offices[i].FirmName, fx.Offices[i].FirmType, fx.Offices[i].ParentFirmNumber = "3856", "Smith & Co Solicitors", "Legal Services Provider", ""
+			}
+		}
+		e.fake.SetFixture(fx)
+		if _, _, err := e.run(false); !errors.Is(err, cwasync.ErrSnapshotTooSmall) || !strings.Contains(err.Error(), "1 firms and 11 offices") {
+			t.Fatalf("err %v, want ErrSnapshotTooSmall for 1 firm of 10", err)
+		}
+		if f := e.firm("4001"); !f.Enabled {
+			t.Error("firm disabled by an aborted run")
 		}
 	})
 }

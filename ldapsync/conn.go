@@ -131,40 +131,73 @@ func (c *ctxConn) Close() error {
 }
 
 // pagedSearch runs an RFC 2696 paged subtree search and calls fn per page.
-// A page without the paging control after the first, a size or time limit,
-// or any error aborts with an error: a partial read is never complete.
+// The next page is requested while fn handles the current one (at most two
+// pages are held). A page without the paging control after the first, a
+// size or time limit, or any error aborts with an error: a partial read is
+// never complete.
 func pagedSearch(ctx context.Context, c Conn, base, filter string, attrs []string, pageSize int, timeLimit int,
 	fn func(entries []*ldap.Entry) error) error {
-	paging := ldap.NewControlPaging(uint32(pageSize))
-	for page := 0; ; page++ {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("ldapsync: search %q: %w", base, err)
-		}
-		req := ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, timeLimit, false,
-			filter, attrs, []ldap.Control{paging})
-		res, err := c.Search(req)
-		if err != nil {
-			if cerr := ctx.Err(); cerr != nil {
-				return fmt.Errorf("ldapsync: search %q: %w (%v)", base, cerr, err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type page struct {
+		entries []*ldap.Entry
+		err     error
+	}
+	pages := make(chan page, 1)
+	go func() {
+		defer close(pages)
+		paging := ldap.NewControlPaging(uint32(pageSize))
+		for n := 0; ; n++ {
+			entries, cookie, err := searchPage(ctx, c, base, filter, attrs, timeLimit, paging, n)
+			select {
+			case pages <- page{entries, err}:
+			case <-ctx.Done():
+				return
 			}
-			if ldap.IsErrorAnyOf(err, ldap.LDAPResultSizeLimitExceeded, ldap.LDAPResultTimeLimitExceeded,
-				ldap.LDAPResultAdminLimitExceeded) {
-				return fmt.Errorf("ldapsync: search %q page %d: %w: %v", base, page, ErrTruncated, err)
+			if err != nil || len(cookie) == 0 {
+				return
 			}
-			return fmt.Errorf("ldapsync: search %q page %d: %w", base, page, err)
+			paging.SetCookie(cookie)
 		}
-		ctl, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-		if ctl == nil && page > 0 {
-			return fmt.Errorf("ldapsync: search %q page %d: %w: no paging control in response", base, page, ErrTruncated)
+	}()
+	for p := range pages {
+		if p.err != nil {
+			return p.err
 		}
-		if err := fn(res.Entries); err != nil {
+		if err := fn(p.entries); err != nil {
 			return err
 		}
-		if ctl == nil || len(ctl.Cookie) == 0 {
-			return nil
-		}
-		paging.SetCookie(ctl.Cookie)
 	}
+	return ctx.Err()
+}
+
+// searchPage requests one page; the returned cookie is empty on the last.
+func searchPage(ctx context.Context, c Conn, base, filter string, attrs []string, timeLimit int,
+	paging *ldap.ControlPaging, n int) ([]*ldap.Entry, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("ldapsync: search %q: %w", base, err)
+	}
+	req := ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, timeLimit, false,
+		filter, attrs, []ldap.Control{paging})
+	res, err := c.Search(req)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, nil, fmt.Errorf("ldapsync: search %q: %w (%v)", base, cerr, err)
+		}
+		if ldap.IsErrorAnyOf(err, ldap.LDAPResultSizeLimitExceeded, ldap.LDAPResultTimeLimitExceeded,
+			ldap.LDAPResultAdminLimitExceeded) {
+			return nil, nil, fmt.Errorf("ldapsync: search %q page %d: %w: %v", base, n, ErrTruncated, err)
+		}
+		return nil, nil, fmt.Errorf("ldapsync: search %q page %d: %w", base, n, err)
+	}
+	ctl, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+	if ctl == nil {
+		if n > 0 {
+			return nil, nil, fmt.Errorf("ldapsync: search %q page %d: %w: no paging control in response", base, n, ErrTruncated)
+		}
+		return res.Entries, nil, nil // the server ignored paging and sent everything
+	}
+	return res.Entries, ctl.Cookie, nil
 }
 
 // readBase reads one entry (scope base).

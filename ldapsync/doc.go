@@ -1,13 +1,25 @@
 // Package ldapsync pulls users, groups and memberships from LDAP directories
 // (OpenLDAP, Active Directory, generic) into the store.
 //
-// It owns: the LDAP client side (dial, StartTLS, bind, RFC 2696 paged
-// search, AD range retrieval, binary objectGUID), mapping entries to
-// directory users and groups, correlation with existing users, the local
-// group graph (nested membership with cycle detection), full and
-// incremental runs with their cursors, the safety rules (a failed, partial
-// or suspiciously small read aborts before anything is marked gone), the run
-// report and the dry-run plan.
+// It owns: the LDAP client side (dial, StartTLS, bind, RFC 2696 paged search
+// with the next page requested while the current one is processed, AD range
+// retrieval of large member attributes, binary objectGUID), mapping entries
+// to directory users and groups, correlation with existing users (stable-id
+// link first, then e-mail and/or userName; several matches are "disputed"),
+// the local group graph (nested membership resolved with cycle detection,
+// no per-group server round trip), full and incremental runs with their
+// cursors (OpenLDAP modifyTimestamp with an overlap window; AD uSNChanged
+// with highestCommittedUSN and the DC's invocationId, a different DC forcing
+// a full sync), the safety rules, the run report and the dry-run plan.
 //
-// It talks to the store only through the Store interface declared here.
+// Safety: users are created and updated as pages stream in, but nothing is
+// removed (links marked gone, memberships removed, groups deleted) until a
+// full read finished without error, truncation or a missing stable id, and
+// returned at least minFullFraction of the last successful full sync. A user
+// missing from such a read keeps its record: only its link is marked gone.
+// The cursor is stored only when a run succeeds.
+//
+// It talks to the store only through the Store interface declared here
+// (a subset of store.Store), and to LDAP through Conn (tests replay
+// recorded Active Directory responses through it).
 package ldapsync

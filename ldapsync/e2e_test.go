@@ -33,13 +33,13 @@ type testStore interface {
 }
 
 type env struct {
-	t     *testing.T
-	ldap  *testenv.SlapdServer
-	st    testStore
-	src   config.LDAPSource
-	now   time.Time
-	hook  func(kind string, page int)
-	pgDSN string
+	t       *testing.T
+	ldap    *testenv.SlapdServer
+	st      testStore
+	src     config.LDAPSource
+	now     time.Time
+	hook    func(kind string, page int)
+	timeout time.Duration // per run, default 60s
 }
 
 func openSQLite(t *testing.T) testStore {
@@ -84,7 +84,10 @@ func newEnv(t *testing.T, opts testenv.SlapdOptions, st testStore) *env {
 
 func (e *env) run(ro RunOptions) (*Result, error) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	if e.timeout == 0 {
+		e.timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
 	s := New(e.src, e.st, Options{Now: func() time.Time { return e.now }, afterPage: e.hook})
 	return s.Run(ctx, ro)
@@ -461,4 +464,53 @@ func TestFaultPagingCut(t *testing.T) {
 		t.Fatalf("cut paging: %v", err)
 	}
 	e.assertNothingGone(5)
+}
+
+func TestFaultStableIDUnreadable(t *testing.T) {
+	// The reader may not read carol's entryUUID: her entry arrives without
+	// a stable id, so nobody can be called gone.
+	e := primed(t, testenv.SlapdOptions{DatabaseConfig: `access to dn.exact="uid=carol,ou=people,dc=example,dc=org" attrs=entryUUID
+  by dn.exact="cn=reader,dc=example,dc=org" none
+  by * read
+access to * by * read`})
+	e.src.BindDN, e.src.BindPassword = "cn=reader,"+suffix, config.NewSecret("readerpw")
+	e.ldap.Modify("dn: uid=erin,ou=people,dc=example,dc=org\nchangetype: delete\n")
+	res, err := e.run(RunOptions{Full: true})
+	if !errors.Is(err, ErrUnsafe) || res.Status != directory.RunAborted || !strings.Contains(err.Error(), "entryUUID") {
+		t.Fatalf("unreadable stable id: %v", err)
+	}
+	// erin really is gone, but the read cannot prove it: nothing marked.
+	if live, gone := e.links(); gone != 0 || live != 5 {
+		t.Fatalf("links live=%d gone=%d", live, gone)
+	}
+}
+
+func TestPosixGroupMemberUID(t *testing.T) {
+	ldif := fixture(t) + `
+dn: cn=posix-staff,ou=groups,dc=example,dc=org
+objectClass: posixGroup
+cn: posix-staff
+gidNumber: 5000
+memberUid: alice
+memberUid: Dave
+memberUid: nobody
+`
+	e := newEnv(t, testenv.SlapdOptions{LDIF: ldif}, nil)
+	e.src.GroupFilter, e.src.MemberAttribute = "(objectClass=posixGroup)", "memberUid"
+	res := e.mustRun(RunOptions{})
+	if got := e.groupMembers("posix-staff"); !slices.Equal(got, []string{"alice", "dave"}) {
+		t.Fatalf("posix-staff = %v", got)
+	}
+	if res.Counts["groups_created"] != 1 {
+		t.Fatalf("counts %v", res.Counts)
+	}
+	// Incremental after a group change rebuilds memberships from the links.
+	e.ldap.Modify("dn: cn=posix-staff,ou=groups,dc=example,dc=org\nchangetype: modify\nadd: memberUid\nmemberUid: bob\n")
+	res = e.mustRun(RunOptions{})
+	if res.Mode != ModeIncremental || res.Counts["groups_changed"] != 1 {
+		t.Fatalf("incremental: %s %v", res.Mode, res.Counts)
+	}
+	if got := e.groupMembers("posix-staff"); !slices.Equal(got, []string{"alice", "bob", "dave"}) {
+		t.Fatalf("posix-staff after incremental = %v", got)
+	}
 }

@@ -3,21 +3,29 @@ package ldapsync
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // genDirectory writes an LDIF with nUsers users under ou=people and nGroups
 // groupOfNames under ou=groups. Each user is in memberOf(i) groups; every
-// tenth group also contains the previous group (nesting). Entries carry an
-// old modifyTimestamp so incremental runs see only what changes later.
+// tenth group also contains the previous group (nesting). Entries carry old
+// modifyTimestamps, one second apart (groups first, then users), as a
+// directory built over time has, so incremental runs read only what
+// changes later (plus the overlap window).
 func genDirectory(nUsers, nGroups int, memberOf func(i int) []int) string {
 	var b strings.Builder
-	ts := "createTimestamp: 20250101000000Z\nmodifyTimestamp: 20250101000000Z\n"
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	stamp := func(n int) string {
+		t := start.Add(time.Duration(n) * time.Second).Format(genTime)
+		return "createTimestamp: " + t + "\nmodifyTimestamp: " + t + "\n"
+	}
+	ts := stamp(0)
 	b.WriteString("dn: ou=people," + suffix + "\nobjectClass: organizationalUnit\nou: people\n" + ts + "\n")
 	b.WriteString("dn: ou=groups," + suffix + "\nobjectClass: organizationalUnit\nou: groups\n" + ts + "\n")
 	members := make([][]int, nGroups)
 	for i := 0; i < nUsers; i++ {
 		fmt.Fprintf(&b, "dn: uid=u%06d,ou=people,%s\nobjectClass: inetOrgPerson\nuid: u%06d\ncn: User %d\nsn: Surname%d\ngivenName: Given%d\nmail: u%06d@firm.example\n%s\n",
-			i, suffix, i, i, i, i, i, ts)
+			i, suffix, i, i, i, i, i, stamp(nGroups+1+i))
 		for _, g := range memberOf(i) {
 			members[g] = append(members[g], i)
 		}
@@ -33,7 +41,7 @@ func genDirectory(nUsers, nGroups int, memberOf func(i int) []int) string {
 		if g%10 == 9 {
 			fmt.Fprintf(&b, "member: cn=g%05d,ou=groups,%s\n", g-1, suffix)
 		}
-		b.WriteString(ts + "\n")
+		b.WriteString(stamp(1+g) + "\n")
 	}
 	return b.String()
 }

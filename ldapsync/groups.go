@@ -69,6 +69,7 @@ func (r *run) fetchGroups(ctx context.Context, filter string) ([]grp, error) {
 					if g.Err != "" {
 						failed = append(failed, r.item("failed", "group", g.DN, "entry "+g.DN+": "+g.Err))
 						r.res.Counts["failed"]++
+						r.keyless++
 						continue
 					}
 					if seen[g.Key] {

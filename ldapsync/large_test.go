@@ -3,6 +3,7 @@ package ldapsync
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/dirsyncd/dirsyncd/internal/testenv"
 	"github.com/dirsyncd/dirsyncd/store"
@@ -18,6 +19,7 @@ func TestLargeGroup20000(t *testing.T) {
 	ldif := genDirectory(n, 2, func(i int) []int { return []int{0} })
 	e := newEnv(t, testenv.SlapdOptions{LDIF: ldif}, nil)
 	e.src.PageSize, e.src.BatchSize = 1000, 1000
+	e.timeout = 10 * time.Minute // 20,000 creates under -race on a shared 2-core machine
 	res := e.mustRun(RunOptions{})
 	if res.Counts["created"] != n || res.Counts["members_added"] != n {
 		t.Fatalf("counts %v", res.Counts)

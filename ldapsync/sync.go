@@ -143,7 +143,8 @@ func (s *Syncer) Run(ctx context.Context, ro RunOptions) (*Result, error) {
 	r.res.Mode = ModeIncremental
 	if ro.Full {
 		r.res.Mode = ModeFull
-	} else if raw == "" || prev.Dialect != s.src.Dialect {
+	} else if raw == "" || prev.Dialect != s.src.Dialect ||
+		(s.src.Dialect != config.LDAPDialectAD && prev.ModifyTimestamp == "") {
 		r.res.Mode, r.res.Reason = ModeFull, "no cursor from a previous successful run"
 	}
 
@@ -299,13 +300,24 @@ func (r *run) prevRaw() string {
 // full reads every user and group, then (only if the read is complete and
 // big enough) writes memberships and marks what is missing as gone.
 func (r *run) full(ctx context.Context, next *cursor) error {
-	if err := r.prefetch(ctx); err != nil {
+	// The store's state is read while the first LDAP page is on its way.
+	pf := make(chan error, 1)
+	go func() { pf <- r.prefetch(ctx) }()
+	var pfErr error
+	r.waitPrefetch = func() error {
+		if pf != nil {
+			pfErr, pf = <-pf, nil
+		}
+		return pfErr
+	}
+	err := r.syncUsers(ctx, r.s.src.UserFilter)
+	if perr := r.waitPrefetch(); perr != nil {
+		return perr
+	}
+	if err != nil {
 		return err
 	}
-	if err := r.syncUsers(ctx, r.s.src.UserFilter); err != nil {
-		return err
-	}
-	if err := r.checkFraction("users", int64(r.usersSeen), r.prev.LastFullUsers, int64(r.liveLinks)); err != nil {
+	if err := r.checkFraction("users", int64(r.usersSeen-r.keyless), r.prev.LastFullUsers, int64(r.liveLinks)); err != nil {
 		return err
 	}
 	groups, err := r.fetchGroups(ctx, r.s.src.GroupFilter)
@@ -314,6 +326,10 @@ func (r *run) full(ctx context.Context, next *cursor) error {
 	}
 	if err := r.checkFraction("groups", int64(len(groups)), r.prev.LastFullGroups, 0); err != nil {
 		return err
+	}
+	if r.keyless > 0 {
+		return fmt.Errorf("ldapsync: %d entries have no readable %s, so no user can be called gone: %w",
+			r.keyless, r.s.src.Attributes.StableID, ErrUnsafe)
 	}
 	// The read is complete: from here on removals are allowed.
 	if err := r.writeGroups(ctx, groups, true); err != nil {
@@ -373,7 +389,9 @@ func (r *run) incremental(ctx context.Context, next *cursor) error {
 	if err := r.prefetch(ctx); err != nil {
 		return err
 	}
-	r.indexFromLinks()
+	if err := r.indexFromLinks(ctx); err != nil {
+		return err
+	}
 	groups, err := r.fetchGroups(ctx, r.s.src.GroupFilter)
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ type run struct {
 	maxChange change
 	usersSeen int
 	liveLinks int
+	keyless   int // entries read without a stable id
 
 	// prefetched store state (full runs; incremental runs query instead)
 	fetched    bool
@@ -44,6 +45,8 @@ type run struct {
 	seen       map[string]bool      // keys seen in this run
 	pending    map[string]string    // "attr\x00lower value" → key of a user created in this run
 	creates    []pendingCreate      // new users of the current batch
+	// waitPrefetch waits for a prefetch running beside the first LDAP read.
+	waitPrefetch func() error
 
 	// membership index: users of this run (full) or of live links (incremental)
 	dnIdx   map[string]int32
@@ -219,6 +222,11 @@ func (r *run) syncUsers(ctx context.Context, filter string) error {
 func timeLimit(d time.Duration) int { return int(d.Seconds()) }
 
 func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
+	if r.waitPrefetch != nil {
+		if err := r.waitPrefetch(); err != nil {
+			return err
+		}
+	}
 	var ops []op
 	var items []directory.RunItem
 	for _, e := range entries {
@@ -236,6 +244,8 @@ func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
 			r.res.Counts["failed"]++
 			if u.Key != "" {
 				r.seen[u.Key] = true // present in the source: never gone for a bad attribute
+			} else {
+				r.keyless++ // some link may be this entry: nothing can be called gone
 			}
 			continue
 		}
@@ -536,16 +546,17 @@ func (r *run) index(u ldapUser, id string) int32 {
 
 // indexFromLinks builds the membership index from the store's live links
 // (incremental runs, where not every user was read).
-func (r *run) indexFromLinks() {
+func (r *run) indexFromLinks(ctx context.Context) error {
 	r.dnIdx, r.nameIdx, r.ids = map[string]int32{}, map[string]int32{}, nil
 	names := map[string]string{}
 	if r.s.src.MemberAttribute == "memberUid" {
 		// memberUid holds userNames: index the linked users' names.
-		ctx := context.Background()
 		for id := range r.linkedUser {
-			if u, err := r.s.st.GetUser(ctx, id); err == nil {
-				names[id] = u.UserName
+			u, err := r.s.st.GetUser(ctx, id)
+			if err != nil {
+				return fmt.Errorf("ldapsync: read user %s: %w", id, err)
 			}
+			names[id] = u.UserName
 		}
 	}
 	keys := make([]string, 0, len(r.links))
@@ -565,6 +576,7 @@ func (r *run) indexFromLinks() {
 			r.nameIdx[lower(n)] = i
 		}
 	}
+	return nil
 }
 
 // markGone marks the links of users missing from a complete full read.

@@ -93,6 +93,13 @@ type Engine struct {
 func NewEngine(cat *Catalogue, rs *RuleSet) *Engine {
 	e := &Engine{cat: cat, rules: rs, grantsOf: map[string][]*Rule{}}
 	for _, r := range rs.Rules {
+		for i := range r.Match.Groups {
+			g := &r.Match.Groups[i]
+			g.lname, g.lpattern = strings.ToLower(g.Name), strings.ToLower(g.Pattern)
+			if g.DN != "" {
+				g.ldn = normDN(g.DN)
+			}
+		}
 		for _, g := range r.Grants {
 			role, err := cat.resolveGrant(g)
 			if err != nil {
@@ -106,6 +113,18 @@ func NewEngine(cat *Catalogue, rs *RuleSet) *Engine {
 		}
 	}
 	return e
+}
+
+// NeedsOnlyGroupsOrLegacy reports whether every rule requires a group
+// membership or a legacy CWA login: then a user with neither can be granted
+// nothing, and a reconcile may skip reading the rest of their facts.
+func (e *Engine) NeedsOnlyGroupsOrLegacy() bool {
+	for _, r := range e.rules.Rules {
+		if len(r.Match.Groups) == 0 && r.Match.Legacy == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Catalogue returns the engine's catalogue.
@@ -172,7 +191,7 @@ func (e *Engine) evaluate(f *Facts, trace bool) Result {
 			continue
 		}
 		for _, r := range e.rules.Rules {
-			detail, ok := ev.match(r, firm)
+			detail, ok := ev.match(r, firm, trace)
 			if trace {
 				res.trace = append(res.trace, ruleTrace{rule: r, firm: fn, matched: ok, detail: detail})
 			}
@@ -383,17 +402,23 @@ func unionScope(g directory.Grant, s scope) (bool, []string) {
 }
 
 type evalCtx struct {
-	f      *Facts
-	attrs  map[string]any
-	parsed bool
+	f            *Facts
+	attrs        map[string]any
+	parsed       bool
+	lnames, ldns []string                   // lower-cased group names and normalised DNs
+	active       map[string]map[string]bool // firm -> its active office codes
 }
 
-// match evaluates r's criteria for firm; it returns what matched, or why not.
-func (ev *evalCtx) match(r *Rule, firm directory.Firm) (string, bool) {
+// match evaluates r's criteria for firm; it returns what matched, or (with
+// why) why not.
+func (ev *evalCtx) match(r *Rule, firm directory.Firm, why bool) (string, bool) {
 	var what []string
 	m := &r.Match
 	if len(m.FirmTypes) > 0 {
 		if !slices.Contains(m.FirmTypes, firm.Type) {
+			if !why {
+				return "", false
+			}
 			return fmt.Sprintf("firm %s is %s, the rule wants %s", firm.Number, firm.Type, joinTypes(m.FirmTypes)), false
 		}
 		what = append(what, "firm type "+string(firm.Type))
@@ -406,6 +431,9 @@ func (ev *evalCtx) match(r *Rule, firm directory.Firm) (string, bool) {
 			}
 		}
 		if !ok {
+			if !why {
+				return "", false
+			}
 			return fmt.Sprintf("userType %q is not one of %s", ev.f.User.UserType, strings.Join(m.UserTypes, ", ")), false
 		}
 		what = append(what, "userType "+ev.f.User.UserType)
@@ -413,6 +441,9 @@ func (ev *evalCtx) match(r *Rule, firm directory.Firm) (string, bool) {
 	if len(m.Groups) > 0 {
 		g, ok := ev.matchGroups(m.Groups)
 		if !ok {
+			if !why {
+				return "", false
+			}
 			return "not a member of " + describeGroups(m.Groups), false
 		}
 		what = append(what, g)
@@ -427,6 +458,9 @@ func (ev *evalCtx) match(r *Rule, firm directory.Firm) (string, bool) {
 			vals := ev.attr(k)
 			v, ok := matchValues(vals, m.Attributes[k])
 			if !ok {
+				if !why {
+					return "", false
+				}
 				if len(vals) == 0 {
 					return fmt.Sprintf("attribute %s is not set, the rule wants %s", k, strings.Join(m.Attributes[k], " or ")), false
 				}
@@ -438,6 +472,9 @@ func (ev *evalCtx) match(r *Rule, firm directory.Firm) (string, bool) {
 	if m.Legacy != nil {
 		login, ok := ev.matchLegacy(m.Legacy, firm.Number)
 		if !ok {
+			if !why {
+				return "", false
+			}
 			if len(m.Legacy.Offices) > 0 {
 				return fmt.Sprintf("no legacy CWA login in firm %s with access to %s", firm.Number, strings.Join(m.Legacy.Offices, ", ")), false
 			}
@@ -480,7 +517,17 @@ func describeGroups(gs []GroupMatch) string {
 }
 
 func (ev *evalCtx) matchGroups(ms []GroupMatch) (string, bool) {
-	for _, gf := range ev.f.Groups {
+	if ev.lnames == nil {
+		ev.lnames = make([]string, len(ev.f.Groups))
+		ev.ldns = make([]string, len(ev.f.Groups))
+		for i, gf := range ev.f.Groups {
+			ev.lnames[i] = strings.ToLower(gf.Group.DisplayName)
+			if gf.Group.DN != "" {
+				ev.ldns[i] = normDN(gf.Group.DN)
+			}
+		}
+	}
+	for i, gf := range ev.f.Groups {
 		g := &gf.Group
 		if g.DeletedAt != nil {
 			continue
@@ -494,9 +541,17 @@ func (ev *evalCtx) matchGroups(ms []GroupMatch) (string, bool) {
 			case m.Name != "":
 				ok = strings.EqualFold(m.Name, g.DisplayName)
 			case m.DN != "":
-				ok = g.DN != "" && normDN(m.DN) == normDN(g.DN)
+				ldn := m.ldn
+				if ldn == "" {
+					ldn = normDN(m.DN)
+				}
+				ok = ev.ldns[i] != "" && ldn == ev.ldns[i]
 			case m.Pattern != "":
-				ok, _ = path.Match(strings.ToLower(m.Pattern), strings.ToLower(g.DisplayName))
+				lp := m.lpattern
+				if lp == "" {
+					lp = strings.ToLower(m.Pattern)
+				}
+				ok, _ = path.Match(lp, ev.lnames[i])
 			}
 			if ok {
 				d := fmt.Sprintf("member of group %q", g.DisplayName)
@@ -661,11 +716,18 @@ func (ev *evalCtx) scope(s *OfficeScope, firm directory.Firm) (scope, string) {
 			}
 		}
 	}
-	active := map[string]bool{}
-	for _, o := range ev.f.Offices[firm.Number] {
-		if o.Active && o.FirmNumber == firm.Number {
-			active[o.Code] = true
+	if ev.active == nil {
+		ev.active = map[string]map[string]bool{}
+	}
+	active, ok := ev.active[firm.Number]
+	if !ok {
+		active = map[string]bool{}
+		for _, o := range ev.f.Offices[firm.Number] {
+			if o.Active && o.FirmNumber == firm.Number {
+				active[o.Code] = true
+			}
 		}
+		ev.active[firm.Number] = active
 	}
 	var kept, dropped []string
 	for _, c := range codes {

@@ -432,3 +432,14 @@ func TestRunFixtureGolden(t *testing.T) {
 	}
 	golden(t, filepath.Join("testdata", "fixture.golden"), buf.Bytes())
 }
+
+func TestNeedsOnlyGroupsOrLegacy(t *testing.T) {
+	cat, rs := loadLaunch(t)
+	if !NewEngine(cat, rs).NeedsOnlyGroupsOrLegacy() {
+		t.Error("launch rules all need groups")
+	}
+	all := &RuleSet{Rules: append(slices.Clone(rs.Rules), &Rule{Name: "everyone", Grants: []Grant{{Service: "crime-apply"}}})}
+	if NewEngine(cat, all).NeedsOnlyGroupsOrLegacy() {
+		t.Error("a rule matching every user needs more than groups")
+	}
+}

@@ -57,6 +57,8 @@ type GroupMatch struct {
 	DN      string `yaml:"dn"`
 	Pattern string `yaml:"pattern"`
 	Source  string `yaml:"source"`
+
+	lname, ldn, lpattern string // compiled by NewEngine
 }
 
 // LegacyMatch matches legacy CWA office access.

@@ -117,12 +117,31 @@ func loadWorld(ctx context.Context, s Store, full bool, linkSources []string) (*
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: list grants: %w", err)
 	}
+	// A full run holds every grant: keep only what the diff needs, with
+	// the many repeated strings (firm, service, role, provenance) interned.
+	in := interner{}
 	w.grants = map[string][]directory.Grant{}
 	for _, g := range grants {
-		w.grants[g.UserID] = append(w.grants[g.UserID], g)
+		c := directory.Grant{UserID: g.UserID, FirmNumber: in.s(g.FirmNumber), Service: in.s(g.Service), Role: in.s(g.Role),
+			AllOffices: g.AllOffices, Offices: g.Offices, Provenance: make([]directory.Provenance, len(g.Provenance))}
+		for i, p := range g.Provenance {
+			c.Provenance[i] = directory.Provenance{Kind: directory.ProvenanceKind(in.s(string(p.Kind))), Ref: in.s(p.Ref), Detail: in.s(p.Detail)}
+		}
+		w.grants[g.UserID] = append(w.grants[g.UserID], c)
 	}
 	w.grantCount = len(grants)
 	return w, nil
+}
+
+// interner shares one copy of repeated strings.
+type interner map[string]string
+
+func (in interner) s(v string) string {
+	if c, ok := in[v]; ok {
+		return c
+	}
+	in[v] = v
+	return v
 }
 
 // loadLinks reads, in bulk, the links of the sources named and of every
@@ -147,6 +166,7 @@ func (w *world) loadLinks(ctx context.Context, s Store, extra []string) error {
 				return fmt.Errorf("reconcile: list links of %s: %w", src, err)
 			}
 			for _, l := range ls {
+				l.Source, l.DN = src, "" // only liveness matters here
 				w.links[l.UserID] = append(w.links[l.UserID], l)
 			}
 			if len(ls) < pageSize {

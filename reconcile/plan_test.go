@@ -143,3 +143,12 @@ func goldenFile(t *testing.T, path string, got []byte) {
 		t.Errorf("%s differs (go test -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
+
+func TestGuardLimit(t *testing.T) {
+	g := Guard{MinRevokes: 50, Percent: 5}
+	for _, tt := range []struct{ total, want int }{{0, 50}, {999, 50}, {1000, 50}, {1020, 51}, {100000, 5000}} {
+		if got := g.Limit(tt.total); got != tt.want {
+			t.Errorf("Limit(%d) = %d, want %d", tt.total, got, tt.want)
+		}
+	}
+}

@@ -27,6 +27,7 @@ type Store interface {
 	GetGrant(ctx context.Context, k directory.GrantKey) (directory.Grant, error)
 	ListGrants(ctx context.Context, q store.GrantQuery) ([]directory.Grant, error)
 	GetRun(ctx context.Context, id string) (directory.Run, error)
+	GetCursor(ctx context.Context, source string) (string, error)
 }
 
 var _ Store = store.Store(nil)

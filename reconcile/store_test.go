@@ -6,13 +6,48 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/internal/testenv"
 	"github.com/dirsyncd/dirsyncd/mapping"
 	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/postgres"
 	"github.com/dirsyncd/dirsyncd/store/sqlite"
 )
+
+// backends are the real stores every store-backed test runs against.
+var backends = []struct {
+	name string
+	open func(t testing.TB) store.Store
+}{
+	{"sqlite", openSQLite},
+	{"postgres", openPostgres},
+}
+
+// forEachStore runs fn as a subtest against each backend.
+func forEachStore(t *testing.T, fn func(t *testing.T, s store.Store)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.open(t)) })
+	}
+}
+
+// openPostgres opens a fresh, migrated database in the test cluster
+// (testenv: fails under CI when PostgreSQL is missing, skips otherwise).
+func openPostgres(t testing.TB) store.Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, testenv.Postgres(t), postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // openSQLite opens a fresh, migrated SQLite store in a temp dir.
 func openSQLite(t testing.TB) store.Store {
@@ -141,8 +176,11 @@ func grantsOf(t testing.TB, s store.Store, userID string) map[string]directory.G
 }
 
 func TestReconcileAppliesAuditsAndIsIdempotent(t *testing.T) {
+	forEachStore(t, testReconcileAppliesAuditsAndIsIdempotent)
+}
+
+func testReconcileAppliesAuditsAndIsIdempotent(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	s := openSQLite(t)
 	sd := newSeed(t, s)
 	alice := sd.user(t, "alice@smith.example", "3856", "0Q731M,4C000A", "LAA Crime", "LAA CCMS Case Workers")
 	bob := sd.user(t, "bob@smith.example", "3856", "", "Team A")
@@ -203,14 +241,18 @@ func TestReconcileAppliesAuditsAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if rep2.Grants != 5 {
+		t.Errorf("full run counted %d grants, want 5 (the guard's percentage base)", rep2.Grants)
+	}
 	if len(rep2.Plan.Changes) != 0 || rep2.RunID != "" || countAudit(t, s) != n {
 		t.Fatalf("second run not a no-op: %d changes, run %q, audit %d -> %d", len(rep2.Plan.Changes), rep2.RunID, n, countAudit(t, s))
 	}
 }
 
-func TestProvenanceWithStore(t *testing.T) {
+func TestProvenanceWithStore(t *testing.T) { forEachStore(t, testProvenanceWithStore) }
+
+func testProvenanceWithStore(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	s := openSQLite(t)
 	sd := newSeed(t, s)
 	u := sd.user(t, "carol@smith.example", "3856", "0Q731M", "LAA CCMS Case Workers")
 	r := New(s, launchEngine(t), Options{})
@@ -267,8 +309,11 @@ func TestProvenanceWithStore(t *testing.T) {
 }
 
 func TestGuardHoldsThenApproveAppliesExactlyThePlan(t *testing.T) {
+	forEachStore(t, testGuardHoldsThenApproveAppliesExactlyThePlan)
+}
+
+func testGuardHoldsThenApproveAppliesExactlyThePlan(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	s := openSQLite(t)
 	sd := newSeed(t, s)
 	var ids []string
 	for i := range 30 {
@@ -328,9 +373,10 @@ func TestGuardHoldsThenApproveAppliesExactlyThePlan(t *testing.T) {
 	}
 }
 
-func TestApproveRefusesAStalePlan(t *testing.T) {
+func TestApproveRefusesAStalePlan(t *testing.T) { forEachStore(t, testApproveRefusesAStalePlan) }
+
+func testApproveRefusesAStalePlan(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	s := openSQLite(t)
 	sd := newSeed(t, s)
 	var ids []string
 	for i := range 3 {
@@ -340,7 +386,9 @@ func TestApproveRefusesAStalePlan(t *testing.T) {
 	if _, err := r.Full(ctx, RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	sd.update(t, func(ctx context.Context, tx store.Tx) error { return tx.RemoveMembers(ctx, sd.groups["LAA Crime"], ids) })
+	sd.update(t, func(ctx context.Context, tx store.Tx) error {
+		return tx.RemoveMembers(ctx, sd.groups["LAA Crime"], ids)
+	})
 	rep, err := r.Full(ctx, RunOptions{})
 	if err != nil || rep.Status != directory.RunHeld {
 		t.Fatalf("%+v %v", rep, err)
@@ -370,4 +418,48 @@ func auditSince(t testing.TB, s store.Store, n int) []audit.Event {
 		return nil
 	})
 	return out
+}
+
+// TestWorkerReconcilesChangedUsers: a change enqueued for a user reaches the
+// store through the worker (event-driven path, real store).
+func TestWorkerReconcilesChangedUsers(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		sd := newSeed(t, s)
+		u := sd.user(t, "dora@smith.example", "3856", "")
+		r := New(s, launchEngine(t), Options{})
+		batches := make(chan error, 10)
+		w := NewWorker(r, WorkerOptions{OnBatch: func(ids []string, err error) { batches <- err }})
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = w.Run(wctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+
+		sd.update(t, func(ctx context.Context, tx store.Tx) error {
+			return tx.AddMembers(ctx, sd.groups["LAA Crime"], []string{u})
+		})
+		w.Enqueue(ctx, u, u)
+		select {
+		case err := <-batches:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("worker did not reconcile")
+		}
+		g := grantsOf(t, s, u)
+		if _, ok := g["3856:crime-apply/access"]; !ok || len(g) != 2 {
+			t.Fatalf("grants after the event %v", g)
+		}
+		var events int
+		_ = s.Audit(ctx, store.AuditFilter{Actor: audit.ActorReconcile}, func(e audit.Event) error {
+			if e.ObjectType == "grant" && e.RunID != "" {
+				events++
+			}
+			return nil
+		})
+		if events != 2 {
+			t.Errorf("%d audited grant events with a run id, want 2", events)
+		}
+	})
 }

@@ -39,6 +39,9 @@ type WorkerOptions struct {
 	// OnQuarantine, when set, is called (outside the queue lock) for each
 	// user quarantined: metrics and run reports hook in here.
 	OnQuarantine func(userID string, err error)
+	// OnBatch, when set, is called after each reconcile attempt of a batch
+	// (or of one user retried alone) with its outcome: metrics hook in here.
+	OnBatch func(userIDs []string, err error)
 }
 
 // Worker reconciles users as their facts change. The queue is de-duplicated
@@ -244,6 +247,9 @@ func (w *Worker) process(ctx context.Context, ids []string) {
 func (w *Worker) done(ids []string, err error) {
 	var quarantined []string
 	defer func() {
+		if w.o.OnBatch != nil {
+			w.o.OnBatch(ids, err)
+		}
 		if w.o.OnQuarantine != nil {
 			for _, id := range quarantined {
 				w.o.OnQuarantine(id, err)

@@ -418,7 +418,6 @@ type nopStore struct{ Store }
 func TestShutdownAbandonsRunIgnoringCancellation(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st store.Store, clk *clock) {
 		started, stuck := make(chan struct{}), make(chan struct{})
-		t.Cleanup(func() { close(stuck) })
 		funcs := map[string]JobFunc{"k": func(ctx context.Context, r *RunContext) error {
 			close(started)
 			<-stuck // ignores ctx
@@ -430,6 +429,7 @@ func TestShutdownAbandonsRunIgnoringCancellation(t *testing.T) {
 			o.After = shutdownAfter(armed, deadline, o.ShutdownTimeout)
 			o.Metrics = m
 		})
+		t.Cleanup(func() { close(stuck) }) // runs before newSched's cleanup waits for the job
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)
 		go func() { done <- s.Run(ctx) }()

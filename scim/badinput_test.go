@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-func TestBadInput(t *testing.T) {
-	e := newEnv(t)
+func TestBadInput(t *testing.T) { bothStores(t, testBadInput) }
+
+func testBadInput(t *testing.T, e *env) {
 	id := e.createUser("eve@example.org", map[string]any{"title": "Clerk"})
 	big := `{"schemas":["` + URNUser + `"],"userName":"big","title":"` + strings.Repeat("x", 1<<20) + `"}`
 	cases := []struct {

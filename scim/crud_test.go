@@ -12,8 +12,9 @@ import (
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
-func TestUserCreateGetLocationETag(t *testing.T) {
-	e := newEnv(t)
+func TestUserCreateGetLocationETag(t *testing.T) { bothStores(t, testUserCreateGetLocationETag) }
+
+func testUserCreateGetLocationETag(t *testing.T, e *env) {
 	r := e.must(e.do("POST", "/Users", map[string]any{
 		"schemas":  []string{URNUser, URNEnterprise, URNDirsyncd},
 		"userName": "Ada.Lovelace@example.org", "externalId": "ext-1", "password": "Sup3r-secret!",
@@ -77,8 +78,9 @@ func TestUserCreateGetLocationETag(t *testing.T) {
 	e.must(e.do("GET", "/Users/"+id, nil, "If-None-Match", `W/"99"`), 200)
 }
 
-func TestUserUniqueness409(t *testing.T) {
-	e := newEnv(t)
+func TestUserUniqueness409(t *testing.T) { bothStores(t, testUserUniqueness409) }
+
+func testUserUniqueness409(t *testing.T, e *env) {
 	e.createUser("bob@example.org", nil)
 	for _, body := range []map[string]any{
 		{"schemas": []string{URNUser}, "userName": "BOB@example.org"},
@@ -96,8 +98,9 @@ func TestUserUniqueness409(t *testing.T) {
 	}
 }
 
-func TestPutReplacesAndIfMatch(t *testing.T) {
-	e := newEnv(t)
+func TestPutReplacesAndIfMatch(t *testing.T) { bothStores(t, testPutReplacesAndIfMatch) }
+
+func testPutReplacesAndIfMatch(t *testing.T, e *env) {
 	id := e.createUser("carol@example.org", map[string]any{"title": "Paralegal", "displayName": "Carol"})
 	put := map[string]any{"schemas": []string{URNUser}, "userName": "carol@example.org", "active": true,
 		"name": map[string]any{"givenName": "Carol"}}
@@ -133,8 +136,9 @@ func grantFor(t *testing.T, st store.Store, userID string) {
 	}
 }
 
-func TestDeprovisioning(t *testing.T) {
-	e := newEnv(t)
+func TestDeprovisioning(t *testing.T) { bothStores(t, testDeprovisioning) }
+
+func testDeprovisioning(t *testing.T, e *env) {
 	ctx := context.Background()
 	id := e.createUser("dan@example.org", map[string]any{"externalId": "dan-ext"})
 	grantFor(t, e.st, id)
@@ -188,7 +192,10 @@ func TestDeprovisioning(t *testing.T) {
 }
 
 func TestGroupMembersAndExcludedAttributes(t *testing.T) {
-	e := newEnv(t)
+	bothStores(t, testGroupMembersAndExcludedAttributes)
+}
+
+func testGroupMembersAndExcludedAttributes(t *testing.T, e *env) {
 	a := e.createUser("a@example.org", nil)
 	b := e.createUser("b@example.org", nil)
 	c := e.createUser("c@example.org", nil)

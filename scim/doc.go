@@ -55,5 +55,23 @@
 //
 // Groups are owned by the SCIM client that created them (source
 // "scim:<client>"); only groups from a SCIM source are visible by id.
+// Known gap: GET /Groups lists groups of every source (LDAP included),
+// because store.Filter has no "source" field yet (asked of the store).
 // Group PATCH answers 204 (what Entra expects, accepted by Okta).
+//
+// Filters outside RFC 7644's grammar that Entra sends are accepted:
+// emails[type eq "work"].value eq "…" is read as
+// emails[type eq "work" and value eq "…"]. Simple comparisons
+// (attr[.sub] op "value") skip the general filter parser (fastFilter);
+// FuzzFilter checks that both parse them alike.
+//
+// PATCH quirks accepted without special-casing a client: op in any case;
+// booleans as "True"/"False"; path-less add/replace whose value holds
+// dotted keys (name.givenName), extension URN attribute keys, or echoed
+// schemas/id/meta keys (ignored); a complex attribute with a value
+// sub-attribute (manager) given as a plain string; remove of a
+// multi-valued attribute with a value array and no filter; replace of
+// emails[type eq "work"].value on a user without such an e-mail (the value
+// the filter describes is created). A filter that matches nothing in
+// remove (or in replace, when the filter describes no value) is noTarget.
 package scim

@@ -118,7 +118,6 @@ func (o groupOps) create(ctx context.Context, m audit.Meta, st map[string]any) (
 	if err != nil {
 		return nil, 0, err
 	}
-	var res map[string]any
 	err = o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		if err := tx.CreateGroup(ctx, &g); err != nil {
 			return fmt.Errorf("scim: create group %q: %w", g.DisplayName, err)
@@ -131,21 +130,17 @@ func (o groupOps) create(ctx context.Context, m audit.Meta, st map[string]any) (
 				return fmt.Errorf("scim: add members to group %s: %w", g.ID, err)
 			}
 		}
-		var err error
-		res, err = o.render(ctx, tx, g, fullProjection)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	o.h.enq.Enqueue(ctx, ids...)
-	return res, g.Version, nil
+	return o.renderCommitted(ctx, g.ID)
 }
 
 func (o groupOps) replace(ctx context.Context, m audit.Meta, id string, st map[string]any, want int64) (map[string]any, int64, error) {
-	var res map[string]any
 	var affected []string
-	var ver int64
 	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := visibleGroup(ctx, tx.GetGroup, id)
 		if err != nil {
@@ -165,22 +160,25 @@ func (o groupOps) replace(ctx context.Context, m audit.Meta, id string, st map[s
 		if err := tx.UpdateGroup(ctx, &next, want); err != nil {
 			return fmt.Errorf("scim: update group %s: %w", id, err)
 		}
-		if affected, err = replaceMembers(ctx, tx, id, ids); err != nil {
-			return err
-		}
-		g, err := tx.GetGroup(ctx, id)
-		if err != nil {
-			return fmt.Errorf("scim: reread group %s: %w", id, err)
-		}
-		ver = g.Version
-		res, err = o.render(ctx, tx, g, fullProjection)
+		affected, err = replaceMembers(ctx, tx, id, ids)
 		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	o.h.enq.Enqueue(ctx, affected...)
-	return res, ver, nil
+	return o.renderCommitted(ctx, id)
+}
+
+// renderCommitted reads a group after its change committed (through the
+// read pool, so that the writer is not held for the response).
+func (o groupOps) renderCommitted(ctx context.Context, id string) (map[string]any, int64, error) {
+	g, err := o.h.b.GetGroup(ctx, id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("scim: reread group %s: %w", id, err)
+	}
+	res, err := o.render(ctx, o.h.b, g, fullProjection)
+	return res, g.Version, err
 }
 
 // replaceMembers sets the member list and returns the users whose

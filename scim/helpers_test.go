@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	filter "github.com/scim2/filter-parser/v2"
+
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/auth"
 	"github.com/dirsyncd/dirsyncd/config"
@@ -203,3 +205,15 @@ func get(m map[string]any, path ...string) any {
 }
 
 type auditEvent = audit.Event
+
+type filterExpr = filter.Expression
+
+// bothStores runs fn against the real SQLite store and the real
+// PostgreSQL store (testenv.Postgres: skipped without a server, failing
+// under CI).
+func bothStores(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, newEnvOn(t, kindSQLite)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, newEnvOn(t, kindPostgres)) })
+}
+
+func storeAuditAll() store.AuditFilter { return store.AuditFilter{} }

@@ -57,8 +57,9 @@ func TestTranslateFilter(t *testing.T) {
 	}
 }
 
-func TestListPagingSortCount(t *testing.T) {
-	e := newEnv(t)
+func TestListPagingSortCount(t *testing.T) { bothStores(t, testListPagingSortCount) }
+
+func testListPagingSortCount(t *testing.T, e *env) {
 	var ids []string
 	for i := 0; i < 5; i++ {
 		ids = append(ids, e.createUser(fmt.Sprintf("user%d@example.org", i), map[string]any{"displayName": fmt.Sprintf("D%d", 4-i)}))

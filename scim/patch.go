@@ -500,8 +500,12 @@ func applyFiltered(c map[string]any, a, sub *attrDef, vf filter.Expression, op s
 				m = merge(m, cm)
 			}
 		}
-		if isPrimary(m) {
-			clearPrimary(list)
+		if isPrimary(m) && op != "remove" && (sub == nil || sub.Name == "primary") {
+			for j, o := range list {
+				if om, ok := o.(map[string]any); ok && j != i {
+					delete(om, "primary")
+				}
+			}
 		}
 		list[i] = m
 	}

@@ -136,42 +136,39 @@ func (o userOps) create(ctx context.Context, m audit.Meta, st map[string]any) (m
 		if err := tx.CreateUser(ctx, &u); err != nil {
 			return fmt.Errorf("scim: create user %q: %w", u.UserName, err)
 		}
-		if err := o.link(ctx, tx, m.Actor, u); err != nil {
-			return err
-		}
-		var err error
-		res, err = o.render(ctx, tx, u, fullProjection)
-		return err
+		return o.link(ctx, tx, m.Actor, u)
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	o.h.enq.Enqueue(ctx, u.ID)
-	return res, u.Version, nil
+	// Rendered after the commit, through the read pool, so that the
+	// (single, on SQLite) writer is held no longer than the change needs.
+	res, err = o.render(ctx, o.h.b, u, fullProjection)
+	return res, u.Version, err
 }
 
 // write stores next in place of prev (PUT and PATCH): version check,
 // deprovisioning, link upkeep, response.
-func (o userOps) write(ctx context.Context, tx store.Tx, m audit.Meta, prev, next directory.User, want int64) (map[string]any, error) {
+func (o userOps) write(ctx context.Context, tx store.Tx, m audit.Meta, prev, next directory.User, want int64) (directory.User, error) {
 	if err := tx.UpdateUser(ctx, &next, want); err != nil {
-		return nil, fmt.Errorf("scim: update user %s: %w", prev.ID, err)
+		return next, fmt.Errorf("scim: update user %s: %w", prev.ID, err)
 	}
 	if prev.Active && !next.Active {
 		if err := revokeGrants(ctx, tx, next.ID); err != nil {
-			return nil, err
+			return next, err
 		}
 	}
 	if next.ExternalID != prev.ExternalID && next.ExternalID != "" {
 		if err := o.link(ctx, tx, m.Actor, next); err != nil {
-			return nil, err
+			return next, err
 		}
 	}
-	return o.render(ctx, tx, next, fullProjection)
+	return next, nil
 }
 
 func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[string]any, want int64) (map[string]any, int64, error) {
-	var res map[string]any
-	var ver int64
+	var saved directory.User
 	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := visibleUser(ctx, tx.GetUser, id)
 		if err != nil {
@@ -187,27 +184,19 @@ func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[st
 		if err != nil {
 			return err
 		}
-		res, err = o.write(ctx, tx, m, prev, next, want)
-		ver = versionOf(res)
+		saved, err = o.write(ctx, tx, m, prev, next, want)
 		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	o.h.enq.Enqueue(ctx, id)
-	return res, ver, nil
-}
-
-func versionOf(res map[string]any) int64 {
-	m, _ := res["meta"].(map[string]any)
-	s, _ := m["version"].(string)
-	n, _ := parseETag(s)
-	return n
+	res, err := o.render(ctx, o.h.b, saved, fullProjection)
+	return res, saved.Version, err
 }
 
 func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patchOp, want int64) (map[string]any, int64, error) {
-	var res map[string]any
-	var ver int64
+	var saved directory.User
 	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := visibleUser(ctx, tx.GetUser, id)
 		if err != nil {
@@ -230,15 +219,15 @@ func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patch
 		if err != nil {
 			return err
 		}
-		res, err = o.write(ctx, tx, m, prev, next, want)
-		ver = versionOf(res)
+		saved, err = o.write(ctx, tx, m, prev, next, want)
 		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	o.h.enq.Enqueue(ctx, id)
-	return res, ver, nil
+	res, err := o.render(ctx, o.h.b, saved, fullProjection)
+	return res, saved.Version, err
 }
 
 func (o userOps) delete(ctx context.Context, m audit.Meta, id string, want int64) error {

@@ -2,7 +2,7 @@
 # scripts/test-env.sh — the real services the tests use, started and stopped by us.
 #
 #   scripts/test-env.sh test [go test args...]   go test -race -count=1 -timeout 30m (default packages ./...)
-#   scripts/test-env.sh run -- COMMAND [ARGS...] run any command with the services up (bench-* targets)
+#   scripts/test-env.sh run -- COMMAND [ARGS...] run any command (from the repo root) with the services up
 #
 # It installs what is missing (apt, Debian), starts a throwaway PostgreSQL cluster on a free loopback port
 # in a temp dir, checks the OpenLDAP binaries the tests start per test, exports

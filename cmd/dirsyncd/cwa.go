@@ -54,6 +54,7 @@ func (a *App) setupCWA() error {
 			return err
 		}
 		cwaFakes.Store(a, &cwaFake{url: srv.URL(), key: key})
+		a.OnClose(func() error { cwaFakes.Delete(a); return nil })
 		a.Go("cwafake", srv.Run)
 		log.Info("fake CWA serving the fixture", zap.String("url", srv.URL()), zap.String("fixture", c.Fake.Fixture))
 	}

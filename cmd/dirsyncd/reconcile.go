@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/reconcile"
+	"github.com/dirsyncd/dirsyncd/reconcile/ldaptarget"
 	"github.com/dirsyncd/dirsyncd/scheduler"
 )
 
@@ -23,7 +26,7 @@ func init() {
 	register(feature{
 		Name: "reconcile",
 		Commands: func(app *App) []*cobra.Command {
-			return []*cobra.Command{newReconcileCmd(app), newRunsCmd(app)}
+			return []*cobra.Command{newReconcileCmd(app), newRunsCmd(app), newOutboxCmd(app)}
 		},
 		Jobs: func(app *App) map[string]scheduler.JobFunc {
 			return map[string]scheduler.JobFunc{reconcile.JobName: app.reconcileJob}
@@ -34,6 +37,27 @@ func init() {
 				return err
 			}
 			app.Go("reconcile-worker", w.Run)
+			if ob, err := app.outbox(); err != nil {
+				return err
+			} else if ob != nil {
+				app.Go("ccms-outbox", func(ctx context.Context) error {
+					log := app.Logger.Named("reconcile")
+					t := time.NewTicker(app.Config.Reconcile.Outbox.Interval)
+					defer t.Stop()
+					for {
+						if sent, failed, err := ob.Deliver(ctx); err != nil && ctx.Err() == nil {
+							log.Error("ccms outbox delivery", zap.Error(err))
+						} else if sent+failed > 0 {
+							log.Info("ccms outbox delivered", zap.Int("sent", sent), zap.Int("failed", failed))
+						}
+						select {
+						case <-ctx.Done():
+							return nil
+						case <-t.C:
+						}
+					}
+				})
+			}
 			return nil
 		},
 	})
@@ -81,11 +105,54 @@ func (a *App) reconciler() (*reconcile.Reconciler, error) {
 	}
 	c := a.Config.Reconcile
 	return reconcile.New(a.Store, e, reconcile.Options{
-		Guard:     reconcile.Guard{MinRevokes: c.MinRevokes, Percent: c.RevokePercent},
-		BatchSize: c.BatchSize,
-		Logger:    a.Logger,
-		Now:       a.Now,
+		Outbox:      c.Outbox.Endpoint != "",
+		Guard:       reconcile.Guard{MinRevokes: c.MinRevokes, Percent: c.RevokePercent},
+		BatchSize:   c.BatchSize,
+		LinkSources: c.LinkSources,
+		Logger:      a.Logger,
+		Now:         a.Now,
 	}), nil
+}
+
+// roleGroups returns the LDAP role-group target, or nil when it is off.
+func (a *App) roleGroups() (*reconcile.RoleGroups, error) {
+	t := a.Config.Reconcile.LDAPTarget
+	if !t.Enabled {
+		return nil, nil
+	}
+	src, ok := a.Config.LDAP.Source(t.Source)
+	if !ok {
+		return nil, fmt.Errorf("reconcile.ldapTarget.source: no ldap.sources entry named %q", t.Source)
+	}
+	if src.StartTLS || src.CAFile != "" || src.ClientCertFile != "" {
+		return nil, fmt.Errorf("reconcile.ldapTarget: source %q uses StartTLS or custom certificates, which the role-group target does not support yet (use ldaps:// with system roots or ldap://)", t.Source)
+	}
+	e, err := a.mappingEngine()
+	if err != nil {
+		return nil, err
+	}
+	dir := ldaptarget.New(ldaptarget.Options{URL: src.URL, BindDN: src.BindDN, Password: src.BindPassword.Value()})
+	return reconcile.NewRoleGroups(a.Store, e.Catalogue(), dir, reconcile.RoleGroupsOptions{
+		Source: "ldap:" + src.Name, Template: t.GroupTemplate, OU: t.OU, Correct: t.Correct, Logger: a.Logger,
+	}), nil
+}
+
+// syncRoleGroups runs the role-group target after an applied reconcile.
+func (a *App) syncRoleGroups(ctx context.Context, runID string, count func(string, int64)) error {
+	rg, err := a.roleGroups()
+	if err != nil || rg == nil {
+		return err
+	}
+	changes, err := rg.Sync(ctx, runID)
+	var drift int64
+	for _, c := range changes {
+		if c.Drift {
+			drift++
+		}
+	}
+	count("rolegroup_changes", int64(len(changes)))
+	count("rolegroup_drift", drift)
+	return err
 }
 
 // reconcileJob is the scheduled full reconcile.
@@ -95,6 +162,9 @@ func (a *App) reconcileJob(ctx context.Context, run *scheduler.RunContext) error
 		return err
 	}
 	rep, err := r.Full(ctx, reconcile.RunOptions{Trigger: run.Trigger, RunID: run.RunID})
+	if err == nil && rep.Status != directory.RunHeld {
+		err = a.syncRoleGroups(ctx, run.RunID, run.SetCount)
+	}
 	if rep != nil {
 		for act, n := range rep.Plan.Counts() {
 			run.SetCount(string(act), int64(n))
@@ -109,6 +179,58 @@ func (a *App) reconcileJob(ctx context.Context, run *scheduler.RunContext) error
 		}
 	}
 	return err
+}
+
+// outbox returns the CCMS outbox, or nil when no endpoint is configured.
+func (a *App) outbox() (*reconcile.Outbox, error) {
+	c := a.Config.Reconcile.Outbox
+	if c.Endpoint == "" {
+		return nil, nil
+	}
+	e, err := a.mappingEngine()
+	if err != nil {
+		return nil, err
+	}
+	return reconcile.NewOutbox(a.Store, e.Catalogue(), reconcile.OutboxOptions{
+		Endpoint: c.Endpoint, Token: c.Token.Value(), Client: &http.Client{Timeout: c.Timeout},
+		MaxAttempts: c.MaxAttempts, Backoff: c.Backoff, Logger: a.Logger,
+	}), nil
+}
+
+func newOutboxCmd(app *App) *cobra.Command {
+	cmd := &cobra.Command{Use: "outbox", Short: "Deliver or resend CCMS change messages"}
+	var failedOnly bool
+	resend := &cobra.Command{
+		Use:   "resend --failed",
+		Short: "Send a fresh message (current roles) for every user whose last delivery failed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !failedOnly {
+				return usageError{errors.New("outbox resend: only --failed is supported")}
+			}
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			if _, err := app.open(ctx); err != nil {
+				return err
+			}
+			ob, err := app.outbox()
+			if err != nil {
+				return err
+			}
+			if ob == nil {
+				return usageError{errors.New("outbox resend: reconcile.outbox.endpoint is not configured")}
+			}
+			sent, failed, err := ob.Resend(ctx)
+			fmt.Fprintf(cmd.OutOrStdout(), "resent %d user(s), %d still failing\n", sent, failed)
+			if err == nil && failed > 0 {
+				err = &exitError{code: exitFailure, err: fmt.Errorf("outbox resend: %d user(s) still failing", failed)}
+			}
+			return err
+		},
+	}
+	resend.Flags().BoolVar(&failedOnly, "failed", false, "resend users whose last delivery failed")
+	cmd.AddCommand(resend)
+	return cmd
 }
 
 func newReconcileCmd(app *App) *cobra.Command {
@@ -136,7 +258,17 @@ nothing.`,
 			if err != nil {
 				return err
 			}
-			return printReport(cmd, rep, asJSON, dryRun)
+			if err := printReport(cmd, rep, asJSON, dryRun); err != nil {
+				return err
+			}
+			if dryRun || rep.Status == directory.RunHeld {
+				return nil
+			}
+			return app.syncRoleGroups(ctx, rep.RunID, func(name string, n int64) {
+				if n > 0 && !asJSON {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d\n", name, n)
+				}
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan, write nothing")

@@ -307,7 +307,7 @@ func (s *SlapdServer) writeTLS() {
 	s.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	s.caFile = filepath.Join(s.dir, "ca.crt")
 	files := map[string][]byte{
-		s.caFile:                             s.caPEM,
+		s.caFile:                           s.caPEM,
 		filepath.Join(s.dir, "server.crt"): pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
 		filepath.Join(s.dir, "server.key"): pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 	}

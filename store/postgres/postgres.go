@@ -34,6 +34,8 @@ func Migrations() fs.FS {
 type Options struct {
 	Now    func() time.Time // defaults to time.Now
 	Logger *zap.Logger
+	// Migrations overrides the embedded migrations (tests).
+	Migrations fs.FS
 	// ConnectTimeout bounds how long Open keeps retrying to reach the
 	// server (default 30s); the retries back off from 100ms to 2s.
 	ConnectTimeout time.Duration
@@ -129,7 +131,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*sqlstore.Store, error
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
-	return sqlstore.New(&pgDB{pool: pool}, Dialect, Migrations(), sqlstore.Options{Now: opts.Now, Logger: opts.Logger}), nil
+	migs := opts.Migrations
+	if migs == nil {
+		migs = Migrations()
+	}
+	return sqlstore.New(&pgDB{pool: pool}, Dialect, migs, sqlstore.Options{Now: opts.Now, Logger: opts.Logger}), nil
 }
 
 // dsnPassword extracts the password of a URL or key=value DSN.
@@ -226,3 +232,10 @@ type pgTx struct {
 
 func (t pgTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
 func (t pgTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
+
+// CopyFrom bulk-loads rows with COPY (sqlstore.Copier).
+func (t pgTx) CopyFrom(ctx context.Context, table string, cols []string, rows [][]any) (int64, error) {
+	return t.tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+}
+
+var _ sqlstore.Copier = pgTx{}

@@ -34,6 +34,7 @@ func Migrations() fs.FS {
 type Options struct {
 	Now         func() time.Time // defaults to time.Now
 	Logger      *zap.Logger
+	Migrations  fs.FS         // overrides the embedded migrations (tests)
 	BusyTimeout time.Duration // default 10s: how long a writer waits for the file lock
 	MaxReaders  int           // read pool size, default 4
 }
@@ -61,7 +62,7 @@ var Dialect = &sqlstore.Dialect{
 		var e *sqlite3.Error
 		return errors.As(err, &e) && e.Code() == sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY
 	},
-	MaxRowsPerInsert: 500,
+	MaxRowsPerInsert: 100,
 }
 
 // Open opens (creating if needed) the SQLite database at path and returns
@@ -115,10 +116,8 @@ func Open(ctx context.Context, path string, opts Options) (*sqlstore.Store, erro
 		r.SetMaxIdleConns(opts.MaxReaders)
 	}
 	if !mem {
-		// A new file gets 16 KiB pages (fewer pages to allocate and write
-		// in bulk loads); page_size must precede the switch to WAL, which is
-		// persistent in the file.
-		if _, err := w.ExecContext(ctx, "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL"); err != nil {
+		// WAL (persistent in the file): readers run beside the writer.
+		if _, err := w.ExecContext(ctx, "PRAGMA journal_mode = WAL"); err != nil {
 			_ = w.Close()
 			_ = r.Close()
 			return nil, fmt.Errorf("sqlite: open %q: enable WAL: %w", path, err)
@@ -129,7 +128,11 @@ func Open(ctx context.Context, path string, opts Options) (*sqlstore.Store, erro
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
-	return sqlstore.New(db, Dialect, Migrations(), sqlstore.Options{Now: opts.Now, Logger: opts.Logger}), nil
+	migs := opts.Migrations
+	if migs == nil {
+		migs = Migrations()
+	}
+	return sqlstore.New(db, Dialect, migs, sqlstore.Options{Now: opts.Now, Logger: opts.Logger}), nil
 }
 
 // stdDB adapts database/sql to sqlstore.DB: r for reads, w for writes.

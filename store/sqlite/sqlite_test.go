@@ -2,10 +2,20 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
 
 	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/sqlstore"
 	"github.com/dirsyncd/dirsyncd/store/storetest"
 )
 
@@ -50,4 +60,128 @@ func BenchmarkUpsertUsers100k(b *testing.B) {
 // BenchmarkCreateUser: go test -run '^$' -bench CreateUser ./store/sqlite/
 func BenchmarkCreateUser(b *testing.B) {
 	storetest.BenchCreateUser(b, migrated(b))
+}
+
+func TestMigrations(t *testing.T) {
+	storetest.RunMigrations(t, Migrations(), func(t *testing.T) func(fs.FS) store.Store {
+		path := filepath.Join(t.TempDir(), "m.db")
+		return func(migs fs.FS) store.Store {
+			s, err := Open(context.Background(), path, Options{Migrations: migs})
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}
+	})
+}
+
+func TestOpenSettings(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "x.db"), Options{BusyTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := s.DB().(*stdDB)
+	for _, c := range []struct {
+		db           *sql.DB
+		pragma, want string
+	}{
+		{db.w, "journal_mode", "wal"},
+		{db.w, "foreign_keys", "1"},
+		{db.w, "busy_timeout", "3000"},
+		{db.r, "journal_mode", "wal"},
+		{db.r, "foreign_keys", "1"},
+		{db.r, "query_only", "1"},
+	} {
+		var got string
+		if err := c.db.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil || got != c.want {
+			t.Errorf("PRAGMA %s = %q (%v), want %q", c.pragma, got, err, c.want)
+		}
+	}
+	if n := db.w.Stats().MaxOpenConnections; n != 1 {
+		t.Errorf("writer pool allows %d connections, want 1", n)
+	}
+	// Reads through the store do not wait for an open write transaction.
+	err = s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
+		u := directory.User{UserName: "alice"}
+		if err := tx.CreateUser(ctx, &u); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := s.GetUserByUserName(rctx, "alice") // outside the tx: not visible yet, and not blocked
+		if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("read beside the writer: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLookupsUseIndexes(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t).(*sqlstore.Store)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seed := storetest.BenchUsers("idx", 3000)
+	if err := s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
+		if _, _, err := tx.UpsertUsers(ctx, seed); err != nil {
+			return err
+		}
+		for i := 0; i < 30; i++ {
+			g := directory.Group{Source: "s", DisplayName: fmt.Sprint("g", i)}
+			if err := tx.CreateGroup(ctx, &g); err != nil {
+				return err
+			}
+			var ids []string
+			for _, u := range seed[i*100 : i*100+100] {
+				ids = append(ids, u.ID)
+			}
+			if err := tx.AddMembers(ctx, g.ID, ids); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TestingExecRaw(ctx, "ANALYZE"); err != nil {
+		t.Fatal(err)
+	}
+	db := s.DB().(*stdDB)
+	tests := []struct{ query, index string }{
+		{"SELECT id FROM users u WHERE u.user_name_lc = 'a' AND u.deleted_at IS NULL", "users_user_name_uq"},
+		{"SELECT id FROM users u WHERE u.email_lc = 'a' AND u.email_lc <> '' AND u.deleted_at IS NULL", "users_email_uq"},
+		{"SELECT id FROM users u WHERE u.deleted_at IS NULL AND u.external_id = 'a'", "users_external_id_idx"},
+		{"SELECT 1 FROM user_emails e WHERE e.value_lc = 'a'", "user_emails_value_idx"},
+		{"SELECT user_id FROM group_members WHERE user_id = 'a'", "group_members_user_idx"},
+		{"SELECT seq FROM audit_events WHERE object_id = 'a' ORDER BY seq", "audit_events_object_idx"},
+	}
+	for _, tc := range tests {
+		rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		_ = rows.Close()
+		if p := strings.Join(plan, "; "); !strings.Contains(p, tc.index) {
+			t.Errorf("%s: plan %q does not use %s", tc.query, p, tc.index)
+		}
+	}
 }

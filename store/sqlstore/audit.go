@@ -36,6 +36,8 @@ func (t *txn) Record(ctx context.Context, action, objectType, objectID string, b
 
 const auditCols = `seq, at, actor, action, object_type, object_id, before_json, after_json, run_id, request_id, prev_hash, hash`
 
+var auditColList = strings.Split(strings.ReplaceAll(auditCols, " ", ""), ",")
+
 // flushAudit chains the buffered events after the current head (locked for
 // the rest of the transaction) and inserts them.
 func (t *txn) flushAudit(ctx context.Context) error {
@@ -54,23 +56,13 @@ func (t *txn) flushAudit(ctx context.Context) error {
 		audit.Seal(&t.pending[i], t.headSeq, t.headHash)
 		t.headSeq, t.headHash = t.pending[i].Seq, t.pending[i].Hash
 	}
-	per := d.MaxRowsPerInsert
-	for start := 0; start < len(t.pending); start += per {
-		end := min(start+per, len(t.pending))
-		var b strings.Builder
-		b.WriteString(`INSERT INTO audit_events (` + auditCols + `) VALUES `)
-		args := make([]any, 0, (end-start)*12)
-		for i, e := range t.pending[start:end] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(placeholders(12))
-			args = append(args, e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
-				jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash)
-		}
-		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
-		}
+	rows := make([][]any, len(t.pending))
+	for i, e := range t.pending {
+		rows[i] = []any{e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
+			jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash}
+	}
+	if err := t.bulkInsert(ctx, "audit_events", auditColList, rows, ""); err != nil {
+		return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
 	}
 	if _, err := t.c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.headSeq, t.headHash); err != nil {
 		return fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
@@ -138,32 +130,43 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter, fn func(audit.Ev
 	return nil
 }
 
-// VerifyAudit walks the whole chain in pages and compares its end with the
-// chain head (so deleting the newest events is detected too).
+// VerifyAudit walks the chain in pages up to the chain head read first
+// (events commit together with the head, so every event up to it is
+// visible), and checks that the log ends exactly at the head, so deleting
+// the newest events is detected too.
 func (s *Store) VerifyAudit(ctx context.Context) (*audit.Verifier, error) {
-	v := audit.NewVerifier()
-	var last audit.Event
-	after := int64(0)
-	for {
-		n := 0
-		err := s.Audit(ctx, store.AuditFilter{AfterSeq: after, Limit: 2000}, func(e audit.Event) error {
-			v.Add(e)
-			last = e
-			after = e.Seq
-			n++
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("store: verify audit: %w", err)
-		}
-		if n < 2000 {
-			break
-		}
-	}
 	var headSeq int64
 	var headHash string
 	if err := s.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&headSeq, &headHash); err != nil {
 		return nil, fmt.Errorf("store: verify audit: read chain head: %w", s.mapErr(err))
+	}
+	v := audit.NewVerifier()
+	var last audit.Event
+	const page = 2000
+	for {
+		rows, err := s.c.Query(ctx, `SELECT `+auditCols+` FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
+			last.Seq, headSeq, page)
+		if err != nil {
+			return nil, fmt.Errorf("store: verify audit: %w", err)
+		}
+		n := 0
+		for rows.Next() {
+			e, err := scanEvent(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: verify audit: scan: %w", err)
+			}
+			v.Add(e)
+			last = e
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: verify audit: %w", err)
+		}
+		if n < page {
+			break
+		}
 	}
 	if headSeq != last.Seq || (headSeq > 0 && headHash != last.Hash) {
 		v.Problems = append(v.Problems, audit.Problem{Seq: headSeq,

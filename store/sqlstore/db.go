@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strconv"
@@ -187,18 +186,6 @@ func jarg(b []byte) any {
 	return string(b)
 }
 
-var _ driver.Valuer = (*nullStr)(nil)
-
-// nullStr is a string stored as NULL when empty.
-type nullStr string
-
-func (s nullStr) Value() (driver.Value, error) {
-	if s == "" {
-		return nil, nil
-	}
-	return string(s), nil
-}
-
 // escapeLike escapes LIKE wildcards with backslash (used with ESCAPE '\').
 func escapeLike(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
@@ -208,4 +195,45 @@ func escapeLike(s string) string {
 // placeholders returns "(?,?,?)" for n columns.
 func placeholders(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+}
+
+// Copier is implemented by transactions that can bulk-load rows faster than
+// multi-row INSERT (PostgreSQL COPY). Rows hold already-encoded arguments.
+type Copier interface {
+	CopyFrom(ctx context.Context, table string, cols []string, rows [][]any) (int64, error)
+}
+
+// bulkInsert inserts rows into table: with COPY when the transaction
+// supports it, else with multi-row INSERT statements of at most
+// MaxRowsPerInsert rows. suffix (e.g. an ON CONFLICT clause) forces INSERT.
+func (t *txn) bulkInsert(ctx context.Context, table string, cols []string, rows [][]any, suffix string) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if cp, ok := t.raw.(Copier); ok && suffix == "" {
+		_, err := cp.CopyFrom(ctx, table, cols, rows)
+		return err
+	}
+	per := t.s.d.MaxRowsPerInsert
+	ph := placeholders(len(cols))
+	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
+	for start := 0; start < len(rows); start += per {
+		end := min(start+per, len(rows))
+		var b strings.Builder
+		b.Grow(len(head) + (end-start)*(len(ph)+1) + len(suffix))
+		b.WriteString(head)
+		args := make([]any, 0, (end-start)*len(cols))
+		for i, r := range rows[start:end] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(ph)
+			args = append(args, r...)
+		}
+		b.WriteString(suffix)
+		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -21,20 +21,21 @@ type column struct {
 	expr string    // SQL expression
 	kind valueKind // value type
 	ci   bool      // case-insensitive: expr is a lowercased column, values are lowercased
+	eq   string    // extra predicate for eq, letting a partial unique index serve it
 }
 
 var userColumns = map[store.Field]column{
-	"id":               {expr: "u.id"},
-	"userName":         {expr: "u.user_name_lc", ci: true},
-	"externalId":       {expr: "u.external_id"},
-	"displayName":      {expr: "u.display_name_lc", ci: true},
-	"givenName":        {expr: "u.given_name"},
-	"familyName":       {expr: "u.family_name"},
-	"email":            {expr: "u.email_lc", ci: true},
-	"userType":         {expr: "u.user_type"},
-	"firmNumber":       {expr: "u.firm_number"},
-	"active":           {expr: "u.active", kind: kBool},
-	"meta.created":     {expr: "u.created_at", kind: kTime},
+	"id":                {expr: "u.id"},
+	"userName":          {expr: "u.user_name_lc", ci: true},
+	"externalId":        {expr: "u.external_id"},
+	"displayName":       {expr: "u.display_name_lc", ci: true},
+	"givenName":         {expr: "u.given_name"},
+	"familyName":        {expr: "u.family_name"},
+	"email":             {expr: "u.email_lc", ci: true},
+	"userType":          {expr: "u.user_type"},
+	"firmNumber":        {expr: "u.firm_number"},
+	"active":            {expr: "u.active", kind: kBool},
+	"meta.created":      {expr: "u.created_at", kind: kTime},
 	"meta.lastModified": {expr: "u.updated_at", kind: kTime},
 }
 
@@ -45,10 +46,10 @@ var emailColumns = map[store.Field]column{
 }
 
 var groupColumns = map[store.Field]column{
-	"id":               {expr: "g.id"},
-	"displayName":      {expr: "g.display_name_lc", ci: true},
-	"externalId":       {expr: "g.external_id"},
-	"meta.created":     {expr: "g.created_at", kind: kTime},
+	"id":                {expr: "g.id"},
+	"displayName":       {expr: "g.display_name_lc", ci: true},
+	"externalId":        {expr: "g.external_id"},
+	"meta.created":      {expr: "g.created_at", kind: kTime},
 	"meta.lastModified": {expr: "g.updated_at", kind: kTime},
 }
 
@@ -211,6 +212,9 @@ func (w *where) cmp(c store.Cmp, cols map[store.Field]column) (string, error) {
 		return "", invalid("unknown operator %q", c.Op)
 	}
 	w.args = append(w.args, arg)
+	if c.Op == store.OpEq && col.eq != "" {
+		return "(" + col.expr + " = ?" + col.eq + ")", nil
+	}
 	return col.expr + " " + op + " ?", nil
 }
 

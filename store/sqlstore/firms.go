@@ -3,9 +3,9 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/dirsyncd/dirsyncd/audit"
@@ -219,7 +219,7 @@ func (t *txn) PutFirmMembership(ctx context.Context, m directory.FirmMembership)
 		return nil
 	case err == nil:
 		before = audit.Marshal(directory.FirmMembership{UserID: m.UserID, FirmNumber: m.FirmNumber, Source: src})
-	case err != ErrNoRows:
+	case !errors.Is(err, ErrNoRows):
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	if _, err := t.c.Exec(ctx, `INSERT INTO firm_memberships (user_id, firm_number, source) VALUES (?, ?, ?)
@@ -234,7 +234,7 @@ func (t *txn) RemoveFirmMembership(ctx context.Context, userID, firmNumber strin
 	op := fmt.Sprintf("remove firm membership %q/%q", userID, firmNumber)
 	var src string
 	err := t.c.QueryRow(ctx, `SELECT source FROM firm_memberships WHERE user_id = ? AND firm_number = ?`+t.forUpdate(), userID, firmNumber).Scan(&src)
-	if err == ErrNoRows {
+	if errors.Is(err, ErrNoRows) {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
@@ -344,5 +344,3 @@ user_id = excluded.user_id, version = excluded.version, updated_at = excluded.up
 	}
 	return t.record(ctx, "legacy_login.put", "legacy_login", l.Login, before, audit.Marshal(l))
 }
-
-var _ = sort.Strings

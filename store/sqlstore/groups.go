@@ -3,10 +3,10 @@ package sqlstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -135,7 +135,7 @@ func (r *reader) CountGroupMembers(ctx context.Context, groupID string) (int64, 
 func (r *reader) IsGroupMember(ctx context.Context, groupID, userID string) (bool, error) {
 	var one int
 	err := r.c.QueryRow(ctx, `SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ?`, groupID, userID).Scan(&one)
-	if err == ErrNoRows {
+	if errors.Is(err, ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
@@ -185,7 +185,7 @@ func (t *txn) checkGroupUnique(ctx context.Context, op string, g *directory.Grou
 		g.Source, strings.ToLower(g.DisplayName), g.ID).Scan(&id)
 	if err == nil {
 		return fmt.Errorf("store: %s: displayName %q is taken in source %q: %w", op, g.DisplayName, g.Source, store.ErrConflict)
-	} else if err != ErrNoRows {
+	} else if !errors.Is(err, ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	return nil
@@ -364,22 +364,12 @@ func minus(a, b []string) []string {
 }
 
 func (t *txn) addMembers(ctx context.Context, op, groupID string, add []string) error {
-	per := t.s.d.MaxRowsPerInsert
-	for start := 0; start < len(add); start += per {
-		end := min(start+per, len(add))
-		var b strings.Builder
-		b.WriteString(`INSERT INTO group_members (group_id, user_id) VALUES `)
-		args := make([]any, 0, 2*(end-start))
-		for i, u := range add[start:end] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?, ?)")
-			args = append(args, groupID, u)
-		}
-		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
-		}
+	rows := make([][]any, len(add))
+	for i, u := range add {
+		rows[i] = []any{groupID, u}
+	}
+	if err := t.bulkInsert(ctx, "group_members", []string{"group_id", "user_id"}, rows, ""); err != nil {
+		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
 	for _, u := range add {
 		if err := t.record(ctx, "group.member.add", "group", groupID, nil, audit.Marshal(memberRef{UserID: u})); err != nil {
@@ -472,7 +462,7 @@ func (t *txn) AddGroupChild(ctx context.Context, parentID, childID string) error
 	err := t.c.QueryRow(ctx, `SELECT 1 FROM group_edges WHERE parent_id = ? AND child_id = ?`, parentID, childID).Scan(&one)
 	if err == nil {
 		return nil
-	} else if err != ErrNoRows {
+	} else if !errors.Is(err, ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	// Is parent reachable from child? Then the edge would close a cycle.
@@ -482,7 +472,7 @@ func (t *txn) AddGroupChild(ctx context.Context, parentID, childID string) error
 SELECT 1 FROM down WHERE id = ? LIMIT 1`, childID, parentID).Scan(&one)
 	if err == nil {
 		return fmt.Errorf("store: %s: would create a cycle: %w", op, store.ErrConflict)
-	} else if err != ErrNoRows {
+	} else if !errors.Is(err, ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	if _, err := t.c.Exec(ctx, `INSERT INTO group_edges (parent_id, child_id) VALUES (?, ?)`, parentID, childID); err != nil {
@@ -502,5 +492,3 @@ func (t *txn) RemoveGroupChild(ctx context.Context, parentID, childID string) er
 	}
 	return t.record(ctx, "group.child.remove", "group", parentID, audit.Marshal(edgeRef{ChildID: childID}), nil)
 }
-
-var _ = time.Time{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -203,22 +204,12 @@ func (t *txn) AddRunItems(ctx context.Context, items []directory.RunItem) error 
 		n++
 		it.Seq, next[it.RunID] = n, n
 	}
-	per := t.s.d.MaxRowsPerInsert
-	for start := 0; start < len(items); start += per {
-		end := min(start+per, len(items))
-		var b strings.Builder
-		b.WriteString(`INSERT INTO run_items (run_id, seq, action, object_type, object_id, reason, before_json, after_json) VALUES `)
-		args := make([]any, 0, 8*(end-start))
-		for i, it := range items[start:end] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(placeholders(8))
-			args = append(args, it.RunID, it.Seq, it.Action, it.ObjectType, it.ObjectID, it.Reason, jarg(it.Before), jarg(it.After))
-		}
-		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("store: add run items: %w", t.s.mapErr(err))
-		}
+	rows := make([][]any, len(items))
+	for i, it := range items {
+		rows[i] = []any{it.RunID, it.Seq, it.Action, it.ObjectType, it.ObjectID, it.Reason, jarg(it.Before), jarg(it.After)}
+	}
+	if err := t.bulkInsert(ctx, "run_items", []string{"run_id", "seq", "action", "object_type", "object_id", "reason", "before_json", "after_json"}, rows, ""); err != nil {
+		return fmt.Errorf("store: add run items: %w", t.s.mapErr(err))
 	}
 	return nil
 }
@@ -248,7 +239,7 @@ func (t *txn) SetCursor(ctx context.Context, source, value string) error {
 		return nil
 	case err == nil:
 		before = audit.Marshal(cursorValue{cur})
-	case err != ErrNoRows:
+	case !errors.Is(err, ErrNoRows):
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	if _, err := t.c.Exec(ctx, `INSERT INTO cursors (source, value, updated_at) VALUES (?, ?, ?)

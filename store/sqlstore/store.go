@@ -46,6 +46,9 @@ func New(db DB, d *Dialect, migrations fs.FS, opts Options) *Store {
 	return s
 }
 
+// DB returns the underlying pool adapter (for backend tests).
+func (s *Store) DB() DB { return s.db }
+
 // Dialect returns the store's dialect name ("sqlite" or "postgres").
 func (s *Store) Dialect() string { return s.d.Name }
 
@@ -90,7 +93,7 @@ func (s *Store) Update(ctx context.Context, m audit.Meta, fn func(ctx context.Co
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	t := &txn{reader: reader{s: s, c: dconn{c: c, d: s.d}, inTx: true}, meta: m}
+	t := &txn{reader: reader{s: s, c: dconn{c: c, d: s.d}, inTx: true}, raw: c, meta: m}
 	done := false
 	defer func() {
 		if !done {
@@ -188,6 +191,7 @@ func (r *reader) forUpdate() string {
 // txn implements store.Tx.
 type txn struct {
 	reader
+	raw        TxConn // the transaction without rebinding (for Copier)
 	meta       audit.Meta
 	pending    []audit.Event
 	headLoaded bool

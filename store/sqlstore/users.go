@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -26,6 +27,15 @@ display_name, display_name_lc, active, user_type, firm_number, usual_role, locat
 created_at, updated_at, deleted_at`
 
 const userWriteN = 20
+
+var userColList = strings.Fields(strings.ReplaceAll(userWriteCols, ",", " "))
+
+const userUpsertSuffix = ` ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name, user_name_lc = excluded.user_name_lc,
+external_id = excluded.external_id, email = excluded.email, email_lc = excluded.email_lc, given_name = excluded.given_name,
+family_name = excluded.family_name, display_name = excluded.display_name, display_name_lc = excluded.display_name_lc,
+active = excluded.active, user_type = excluded.user_type, firm_number = excluded.firm_number,
+usual_role = excluded.usual_role, location = excluded.location, attrs = excluded.attrs, version = excluded.version,
+updated_at = excluded.updated_at, deleted_at = excluded.deleted_at`
 
 func (r *reader) userArgs(args []any, u *directory.User) []any {
 	var del any
@@ -113,7 +123,7 @@ func (r *reader) GetUserByEmail(ctx context.Context, email string) (directory.Us
 		return directory.User{}, fmt.Errorf("store: get user by email: %w", store.ErrNotFound)
 	}
 	return r.oneUser(ctx, fmt.Sprintf("get user by email %q", email),
-		"WHERE u.email_lc = ? AND u.deleted_at IS NULL", strings.ToLower(email))
+		"WHERE u.email_lc = ? AND u.email_lc <> '' AND u.deleted_at IS NULL", strings.ToLower(email))
 }
 
 // FindUserByLink returns the user a source link points to.
@@ -280,55 +290,32 @@ func (t *txn) checkUserUnique(ctx context.Context, op string, u *directory.User)
 		strings.ToLower(u.UserName), u.ID).Scan(&id)
 	if err == nil {
 		return fmt.Errorf("store: %s: userName %q is taken: %w", op, u.UserName, store.ErrConflict)
-	} else if err != ErrNoRows {
+	} else if !errors.Is(err, ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	if u.Email == "" {
 		return nil
 	}
-	err = t.c.QueryRow(ctx, `SELECT id FROM users WHERE email_lc = ? AND deleted_at IS NULL AND id <> ? LIMIT 1`,
+	err = t.c.QueryRow(ctx, `SELECT id FROM users WHERE email_lc = ? AND email_lc <> '' AND deleted_at IS NULL AND id <> ? LIMIT 1`,
 		strings.ToLower(u.Email), u.ID).Scan(&id)
 	if err == nil {
 		return fmt.Errorf("store: %s: email %q is taken: %w", op, u.Email, store.ErrConflict)
-	} else if err != ErrNoRows {
+	} else if !errors.Is(err, ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	return nil
 }
 
+var emailCols = []string{"user_id", "idx", "value", "value_lc", "type", "is_primary"}
+
 func (t *txn) insertEmails(ctx context.Context, users []*directory.User) error {
-	per := t.s.d.MaxRowsPerInsert
-	var b strings.Builder
-	var args []any
-	n := 0
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		_, err := t.c.Exec(ctx, b.String(), args...)
-		b.Reset()
-		args = args[:0]
-		n = 0
-		return err
-	}
+	var rows [][]any
 	for _, u := range users {
 		for i, e := range u.Emails {
-			if n == 0 {
-				b.WriteString(`INSERT INTO user_emails (user_id, idx, value, value_lc, type, is_primary) VALUES `)
-			} else {
-				b.WriteByte(',')
-			}
-			b.WriteString(placeholders(6))
-			args = append(args, u.ID, i, e.Value, strings.ToLower(e.Value), e.Type, e.Primary)
-			n++
-			if n >= per {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
+			rows = append(rows, []any{u.ID, i, e.Value, strings.ToLower(e.Value), e.Type, e.Primary})
 		}
 	}
-	return flush()
+	return t.bulkInsert(ctx, "user_emails", emailCols, rows, "")
 }
 
 // CreateUser inserts a user and records user.create.
@@ -564,7 +551,8 @@ func (t *txn) UpsertUsers(ctx context.Context, users []*directory.User) (created
 	}
 	inN, argN := t.s.d.InList("user_name_lc", lcNames)
 	inE, argE := t.s.d.InList("email_lc", lcEmails)
-	rows, err := t.c.Query(ctx, `SELECT id, user_name_lc, email_lc FROM users WHERE deleted_at IS NULL AND (`+inN+` OR `+inE+`)`, argN, argE)
+	rows, err := t.c.Query(ctx, `SELECT id, user_name_lc, email_lc FROM users WHERE deleted_at IS NULL AND email_lc <> '' AND `+inE+`
+UNION ALL SELECT id, user_name_lc, email_lc FROM users WHERE deleted_at IS NULL AND `+inN, argE, argN)
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: %s: check uniqueness: %w", op, err)
 	}
@@ -590,31 +578,23 @@ func (t *txn) UpsertUsers(ctx context.Context, users []*directory.User) (created
 	if err := rows.Err(); err != nil {
 		return 0, 0, fmt.Errorf("store: %s: check uniqueness: %w", op, err)
 	}
-	// Batched writes.
-	per := t.s.d.MaxRowsPerInsert
+	// Batched writes: new users by COPY/INSERT, changed ones by upsert.
 	var updatedIDs []string
 	var written []*directory.User
-	for start := 0; start < len(changes); start += per {
-		end := min(start+per, len(changes))
-		var b strings.Builder
-		b.WriteString(`INSERT INTO users (` + userWriteCols + `) VALUES `)
-		args := make([]any, 0, (end-start)*userWriteN)
-		for i, c := range changes[start:end] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(placeholders(userWriteN))
-			args = t.userArgs(args, c.u)
+	var creates, updates [][]any
+	for _, c := range changes {
+		row := t.userArgs(make([]any, 0, userWriteN), c.u)
+		if c.cur == nil {
+			creates = append(creates, row)
+		} else {
+			updates = append(updates, row)
 		}
-		b.WriteString(` ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name, user_name_lc = excluded.user_name_lc,
-external_id = excluded.external_id, email = excluded.email, email_lc = excluded.email_lc, given_name = excluded.given_name,
-family_name = excluded.family_name, display_name = excluded.display_name, display_name_lc = excluded.display_name_lc,
-active = excluded.active, user_type = excluded.user_type, firm_number = excluded.firm_number,
-usual_role = excluded.usual_role, location = excluded.location, attrs = excluded.attrs, version = excluded.version,
-updated_at = excluded.updated_at, deleted_at = excluded.deleted_at`)
-		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
-			return 0, 0, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
-		}
+	}
+	if err := t.bulkInsert(ctx, "users", userColList, creates, ""); err != nil {
+		return 0, 0, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	if err := t.bulkInsert(ctx, "users", userColList, updates, userUpsertSuffix); err != nil {
+		return 0, 0, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
 	for _, c := range changes {
 		written = append(written, c.u)

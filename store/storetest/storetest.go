@@ -91,6 +91,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TamperEdit", testTamperEdit},
 		{"TamperDelete", testTamperDelete},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"ConcurrentSameUserName", testConcurrentSameUserName},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,9 +131,15 @@ func (e *env) events() []audit.Event {
 	return out
 }
 
+// actions lists the events' actions, checking that each carries the
+// suite's audit.Meta (tests using actions write only through e.update).
 func (e *env) actions() []string {
+	e.t.Helper()
 	var out []string
 	for _, ev := range e.events() {
+		if ev.Actor != meta.Actor || ev.RunID != meta.RunID || ev.RequestID != meta.RequestID || ev.ObjectType == "" || ev.ObjectID == "" {
+			e.t.Fatalf("event %d (%s) does not carry the transaction's meta and object: %+v", ev.Seq, ev.Action, ev)
+		}
 		out = append(out, ev.Action)
 	}
 	return out
@@ -372,7 +379,10 @@ func testUpsertUsers(e *env) {
 	// One change, by ID.
 	a, _ := e.s.GetUserByUserName(e.ctx, "a")
 	a.DisplayName = "A!"
-	e.mustUpdate(func(tx store.Tx) (err error) { created, updated, err = tx.UpsertUsers(e.ctx, []*directory.User{&a}); return })
+	e.mustUpdate(func(tx store.Tx) (err error) {
+		created, updated, err = tx.UpsertUsers(e.ctx, []*directory.User{&a})
+		return
+	})
 	if created != 0 || updated != 1 || a.Version != 2 {
 		t.Fatalf("change: created %d updated %d version %d", created, updated, a.Version)
 	}
@@ -1381,7 +1391,32 @@ func testConcurrentWriters(e *env) {
 			}
 		}()
 	}
+	// A verifier running beside the writers never sees a broken chain.
+	done := make(chan struct{})
+	verified := make(chan error, 1)
+	go func() {
+		for {
+			v, err := e.s.VerifyAudit(e.ctx)
+			if err == nil && !v.OK() {
+				err = fmt.Errorf("problems %v", v.Problems)
+			}
+			if err != nil {
+				verified <- err
+				return
+			}
+			select {
+			case <-done:
+				verified <- nil
+				return
+			default:
+			}
+		}
+	}()
 	wg.Wait()
+	close(done)
+	if err := <-verified; err != nil {
+		e.t.Fatalf("VerifyAudit during concurrent writes: %v", err)
+	}
 	close(errs)
 	for err := range errs {
 		e.t.Fatalf("concurrent update: %v", err)
@@ -1389,5 +1424,44 @@ func testConcurrentWriters(e *env) {
 	v, err := e.s.VerifyAudit(e.ctx)
 	if err != nil || !v.OK() || v.Checked != 2*writers*each {
 		e.t.Fatalf("VerifyAudit after concurrent writes = checked %d problems %v err %v", v.Checked, v.Problems, err)
+	}
+}
+
+// testConcurrentSameUserName races creates of one userName: exactly one
+// wins, the others get ErrConflict (from the check or the unique index).
+func testConcurrentSameUserName(e *env) {
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.update(func(tx store.Tx) error {
+				u := user("SameName", fmt.Sprintf("x%d@example.org", i))
+				if i%2 == 1 {
+					u.UserName = "samename"
+				}
+				return tx.CreateUser(e.ctx, &u)
+			})
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, store.ErrConflict):
+		default:
+			e.t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	p, _ := e.s.ListUsers(e.ctx, store.UserQuery{Limit: -1})
+	if ok != 1 || p.Total != 1 {
+		e.t.Fatalf("%d creates succeeded, %d users stored; want 1", ok, p.Total)
+	}
+	if v, err := e.s.VerifyAudit(e.ctx); err != nil || !v.OK() || v.Checked != 1 {
+		e.t.Fatalf("VerifyAudit = %+v %v", v, err)
 	}
 }

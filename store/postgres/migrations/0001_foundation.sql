@@ -202,7 +202,6 @@ CREATE TABLE audit_events (
 	hash        TEXT COLLATE "C" NOT NULL
 );
 CREATE INDEX audit_events_object_idx ON audit_events (object_id, seq);
-CREATE INDEX audit_events_actor_idx ON audit_events (actor, seq);
 
 CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

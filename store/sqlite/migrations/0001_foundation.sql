@@ -37,7 +37,7 @@ CREATE TABLE user_emails (
 	type       TEXT NOT NULL DEFAULT '',
 	is_primary INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (user_id, idx)
-);
+) WITHOUT ROWID;
 CREATE INDEX user_emails_value_idx ON user_emails (value_lc);
 
 CREATE TABLE source_links (
@@ -200,7 +200,6 @@ CREATE TABLE audit_events (
 	hash        TEXT NOT NULL
 );
 CREATE INDEX audit_events_object_idx ON audit_events (object_id, seq);
-CREATE INDEX audit_events_actor_idx ON audit_events (actor, seq);
 
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/sqlite"
+)
+
+// cwaDemo is a cwa section with the in-process fake serving the demo fixture.
+const cwaDemo = `cwa:
+  fake: {enabled: true, fixture: configs/demo/cwa.json}
+  concurrency: 2
+`
+
+func TestSyncCWACommand(t *testing.T) {
+	cfg, db := writeConfig(t, cwaDemo)
+
+	// Dry run: the plan, nothing written.
+	r := run(t, "sync", "cwa", "--dry-run", "--config", cfg)
+	if r.code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"dry run (nothing written)", "firms_created: 8", "offices_created: 11", "legacy_logins_created: 9",
+		"created    firm          3856", "dropped    office        9X999X", "rejected   office        R51-1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	st := openDB(t, db)
+	if fs, err := st.ListFirms(context.Background()); err != nil || len(fs) != 0 {
+		t.Fatalf("dry run wrote %d firms (%v)", len(fs), err)
+	}
+	_ = st.Close()
+
+	// A real run, recorded as a run of job cwa.
+	r = run(t, "sync", "cwa", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "status:  ok") || !strings.Contains(r.stdout, "firms_created: 8") {
+		t.Fatalf("sync: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	st = openDB(t, db)
+	f, err := st.GetFirm(context.Background(), "8101")
+	if err != nil || f.ParentNumber != "7001" || !f.Enabled {
+		t.Errorf("firm 8101 = %+v, %v", f, err)
+	}
+	runs, err := st.ListRuns(context.Background(), store.RunQuery{Job: "cwa", Limit: 5})
+	if err != nil || len(runs) != 1 || runs[0].Counts["firms_created"] != 8 {
+		t.Fatalf("runs %+v %v", runs, err)
+	}
+	its, err := st.ListRunItems(context.Background(), store.RunItemQuery{RunID: runs[0].ID, Action: "dropped", Limit: 10})
+	if err != nil || len(its) != 1 || its[0].ObjectID != "9X999X" {
+		t.Errorf("dropped items %+v %v", its, err)
+	}
+	_ = st.Close()
+
+	// Again: nothing changes.
+	r = run(t, "sync", "cwa", "--config", cfg)
+	if r.code != 0 || strings.Contains(r.stdout, "created:") {
+		t.Fatalf("repeat: exit %d\n%s", r.code, r.stdout)
+	}
+
+	// `sync` holds both features' commands.
+	r = run(t, "sync", "--help")
+	if !strings.Contains(r.stdout, "cwa") || !strings.Contains(r.stdout, "ldap") {
+		t.Errorf("sync --help lists:\n%s", r.stdout)
+	}
+}
+
+func TestSyncCWANotConfigured(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	r := run(t, "sync", "cwa", "--config", cfg)
+	if r.code != 2 || !strings.Contains(r.stderr, "CWA is not configured") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func TestCWAFakeOnlyInDevelopment(t *testing.T) {
+	cfg, _ := writeConfig(t, cwaDemo)
+	app := newApp(nil, nil)
+	if err := app.loadConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	app.Config.Env = "production"
+	if _, _, err := app.newCWAFake("127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "only allowed with env: development") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func openDB(t *testing.T, path string) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/mapping"
+	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/sqlite"
+)
+
+func TestRulesCommands(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	if r := run(t, "-c", cfg, "rules", "check"); r.code != 0 || !strings.Contains(r.stdout, "rules OK: 5 service(s), 17 role(s)") {
+		t.Fatalf("rules check: %+v", r)
+	}
+	r := run(t, "-c", cfg, "rules", "test", "mapping/testdata/fixture.yaml")
+	if r.code != 0 || !strings.Contains(r.stdout, "alice@smith.example: Complete") || !strings.Contains(r.stdout, "dave@smith.example: Incomplete") {
+		t.Fatalf("rules test: %+v", r)
+	}
+	bad := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(bad, []byte("rules:\n  - name: x\n    grants: [{role: ccms/firm-administrator}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(cfg2, append(doc, []byte("\nmapping: {rules: "+bad+"}\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "-c", cfg2, "rules", "check"); r.code != exitConfig || !strings.Contains(r.stdout, "admin: true") {
+		t.Fatalf("rules check of an admin grant without admin: true: %+v", r)
+	}
+}
+
+func TestReconcileExplainApproveCommands(t *testing.T) {
+	cfg, db := writeConfig(t, "reconcile: {minRevokes: 1, revokePercent: 0}\n")
+	if r := run(t, "-c", cfg, "migrate"); r.code != 0 {
+		t.Fatalf("migrate: %+v", r)
+	}
+	st := openTestStore(t, db)
+	ctx := context.Background()
+	var alice, group string
+	err := st.Update(ctx, audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutFirm(ctx, &directory.Firm{Number: "3856", Name: "Smith & Co", Type: directory.FirmLegalServicesProvider, Enabled: true}); err != nil {
+			return err
+		}
+		u := &directory.User{UserName: "alice@smith.example", Active: true, FirmNumber: "3856"}
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		g := &directory.Group{Source: "scim:entra", DisplayName: "LAA Crime"}
+		if err := tx.CreateGroup(ctx, g); err != nil {
+			return err
+		}
+		alice, group = u.ID, g.ID
+		return tx.AddMembers(ctx, g.ID, []string{u.ID})
+	})
+	_ = st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	grants := func() int {
+		st := openTestStore(t, db)
+		defer st.Close()
+		gs, err := st.ListGrants(ctx, store.GrantQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(gs)
+	}
+
+	var dry struct {
+		Plan struct{ Changes []json.RawMessage }
+	}
+	r := run(t, "-c", cfg, "reconcile", "--dry-run", "--json")
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &dry) != nil || len(dry.Plan.Changes) != 2 || grants() != 0 {
+		t.Fatalf("dry run: %+v", r)
+	}
+	if r := run(t, "-c", cfg, "reconcile"); r.code != 0 || !strings.Contains(r.stdout, "2 applied") || grants() != 2 {
+		t.Fatalf("reconcile: %+v", r)
+	}
+	if r := run(t, "-c", cfg, "explain", "alice@smith.example"); r.code != 0 || !strings.Contains(r.stdout, "+ crime-apply/access: held") {
+		t.Fatalf("explain: %+v", r)
+	}
+
+	// alice leaves: two revokes > max(1, 0%): held, approved by hash
+	st = openTestStore(t, db)
+	err = st.Update(ctx, audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		return tx.RemoveMembers(ctx, group, []string{alice})
+	})
+	_ = st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held struct {
+		RunID, PlanHash, Status string
+	}
+	r = run(t, "-c", cfg, "reconcile", "--json")
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &held) != nil || held.Status != "held" || grants() != 2 {
+		t.Fatalf("held run: %+v", r)
+	}
+	if r := run(t, "-c", cfg, "runs", "approve", held.RunID, "--plan-hash", strings.Repeat("0", 64)); r.code == 0 || grants() != 2 {
+		t.Fatalf("approve with a wrong hash: %+v", r)
+	}
+	if r := run(t, "-c", cfg, "runs", "approve", held.RunID, "--plan-hash", held.PlanHash); r.code != 0 || grants() != 0 {
+		t.Fatalf("approve: %+v", r)
+	}
+}
+
+func TestExplainHandler(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "d.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	if err := st.Update(ctx, audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutFirm(ctx, &directory.Firm{Number: "3856", Type: directory.FirmLegalServicesProvider, Enabled: true}); err != nil {
+			return err
+		}
+		u := &directory.User{UserName: "erin@smith.example", Active: true, FirmNumber: "3856"}
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		id = u.ID
+		g := &directory.Group{Source: "scim:entra", DisplayName: "LAA Crime"}
+		if err := tx.CreateGroup(ctx, g); err != nil {
+			return err
+		}
+		return tx.AddMembers(ctx, g.ID, []string{u.ID})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := mapping.LoadCatalogue("../../configs/catalogue.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := mapping.LoadRules("../../configs/rules.yaml", cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := explainHandler(st, mapping.NewEngine(cat, rs))
+	req := httptest.NewRequest("GET", "/api/v1/users/"+id+"/explain", nil)
+	req.SetPathValue("id", id)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var x mapping.Explanation
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &x) != nil || x.UserName != "erin@smith.example" || x.Status != mapping.StatusComplete {
+		t.Fatalf("explain %d %s", rec.Code, rec.Body.String())
+	}
+	req = httptest.NewRequest("GET", "/api/v1/users/00000000-0000-0000-0000-000000000000/explain", nil)
+	req.SetPathValue("id", "00000000-0000-0000-0000-000000000000")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 404 {
+		t.Fatalf("unknown user: %d", rec.Code)
+	}
+}

@@ -1,0 +1,261 @@
+package ldapsync
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/config"
+	"github.com/dirsyncd/dirsyncd/internal/testenv"
+	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/postgres"
+	"github.com/dirsyncd/dirsyncd/store/sqlite"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// resetPeakRSS clears the kernel's peak-RSS mark for this process (Linux).
+func resetPeakRSS() {
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// peakRSSMB reads VmHWM (peak resident set since the last reset).
+func peakRSSMB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+// BenchmarkLDAPSync measures, in one run against one slapd: the floor (an
+// ldapsearch paged dump of the same entries to /dev/null), then per store
+// a first full sync (everything created), a second full sync with no
+// change (must write nothing), and an incremental sync after 100 changed
+// entries, with the process's peak RSS per phase. Sizes come from
+// DIRSYNCD_BENCH_LDAP_USERS / _GROUPS (scripts/bench-ldap.sh: 100,000 and
+// 2,000; default here 2,000 and 40 so `make bench` stays short).
+func BenchmarkLDAPSync(b *testing.B) {
+	nUsers := envInt("DIRSYNCD_BENCH_LDAP_USERS", 2000)
+	nGroups := envInt("DIRSYNCD_BENCH_LDAP_GROUPS", max(nUsers/50, 2))
+	ldif := genDirectory(nUsers, nGroups, threeGroups(nGroups))
+	memberships := strings.Count(ldif, "\nmember: uid=")
+	s := testenv.Slapd(b, testenv.SlapdOptions{LDIF: ldif})
+	ldif = ""
+	b.Logf("directory: %d users, %d groups, %d user memberships", nUsers, nGroups, memberships)
+
+	floorCmd := fmt.Sprintf("ldapsearch -x -LLL -H %s -D %s -w %s -b %s -E pr=1000/noprompt "+
+		"'(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))' '*' entryUUID modifyTimestamp > /dev/null",
+		s.URL(), s.BindDN(), s.Password(), suffix)
+	// The machine is shared: the floor is measured again right before each
+	// full sync, and each full sync is compared with its own floor.
+	measureFloor := func(b *testing.B) time.Duration {
+		t0 := time.Now()
+		if out, err := exec.Command("sh", "-c", floorCmd).CombinedOutput(); err != nil {
+			b.Fatalf("floor: %v\n%s", err, out)
+		}
+		d := time.Since(t0)
+		b.Logf("floor (ldapsearch paged dump): %v", d)
+		return d
+	}
+	floor := measureFloor(b)
+	b.ReportMetric(floor.Seconds(), "floor-s")
+
+	backends := []struct {
+		name string
+		open func(b *testing.B) Store
+	}{
+		{"sqlite", func(b *testing.B) Store {
+			st, err := sqlite.Open(context.Background(), b.TempDir()+"/bench.db", sqlite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			if err := st.Migrate(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			return st
+		}},
+		{"postgres", func(b *testing.B) Store {
+			st, err := postgres.Open(context.Background(), testenv.Postgres(b), postgres.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			if err := st.Migrate(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			return st
+		}},
+	}
+	round := 0
+	// DIRSYNCD_BENCH_LDAP_STORES picks runs, comma-separated: sqlite,
+	// postgres, cli-sqlite, cli-postgres; "" = all.
+	only := os.Getenv("DIRSYNCD_BENCH_LDAP_STORES")
+	pick := func(name string) bool {
+		return only == "" || slices.Contains(strings.Split(only, ","), name)
+	}
+	for _, be := range backends {
+		if !pick(be.name) {
+			continue
+		}
+		b.Run(be.name, func(b *testing.B) {
+			for range b.N {
+				round++
+				st := be.open(b)
+				src := config.LDAPSource{Name: "bench", URL: s.URL(), BindDN: s.BindDN(), BindPassword: config.NewSecret(s.Password()),
+					UserBaseDNs: []string{"ou=people," + suffix}, GroupBaseDNs: []string{"ou=groups," + suffix}}
+				src.ApplyDefaults()
+				syncer := New(src, st, Options{})
+				phase := func(name string, ro RunOptions) *Result {
+					if ro.Full {
+						floor = measureFloor(b)
+					}
+					resetPeakRSS()
+					t0 := time.Now()
+					res, err := syncer.Run(context.Background(), ro)
+					d := time.Since(t0)
+					if err != nil {
+						b.Fatalf("%s: %v", name, err)
+					}
+					rss := peakRSSMB()
+					b.Logf("%s %s: %v (%.2f× floor), peak RSS %.0f MB, counts %v", be.name, name, d, d.Seconds()/floor.Seconds(), rss, res.Counts)
+					b.ReportMetric(d.Seconds(), name+"-s")
+					b.ReportMetric(rss, name+"-peak-MB")
+					return res
+				}
+				phase("full-first", RunOptions{Full: true})
+				res := phase("full-nochange", RunOptions{Full: true})
+				writes := 0
+				if as, ok := st.(interface {
+					Audit(context.Context, store.AuditFilter, func(audit.Event) error) error
+				}); ok {
+					_ = as.Audit(context.Background(), store.AuditFilter{Actor: "ldap:bench"}, func(ev audit.Event) error {
+						if ev.RunID == res.RunID && ev.ObjectType != "run" {
+							writes++
+						}
+						return nil
+					})
+				}
+				b.ReportMetric(float64(writes), "nochange-writes")
+				if writes != 0 {
+					b.Errorf("no-change full sync wrote %d audit events", writes)
+				}
+				// 100 changed entries, then an incremental run.
+				var mods strings.Builder
+				for i := range 100 {
+					u := (i*997 + round) % nUsers
+					fmt.Fprintf(&mods, "dn: uid=u%06d,ou=people,%s\nchangetype: modify\nreplace: mail\nmail: changed%d.u%06d@firm.example\n\n", u, suffix, round, u)
+				}
+				s.Modify(mods.String())
+				inc := phase("incremental", RunOptions{})
+				if inc.Mode != ModeIncremental || inc.Counts["updated"] != 100 {
+					b.Errorf("incremental: mode %s counts %v", inc.Mode, inc.Counts)
+				}
+			}
+		})
+	}
+
+	// The same phases through the dirsyncd binary (DIRSYNCD_BENCH_BIN), one
+	// process per run under /usr/bin/time -v: its peak RSS is the whole
+	// daemon's, with nothing left over from earlier phases.
+	bin := os.Getenv("DIRSYNCD_BENCH_BIN")
+	for _, drv := range []string{"sqlite", "postgres"} {
+		if bin == "" || !pick("cli-"+drv) {
+			continue
+		}
+		b.Run("cli-"+drv, func(b *testing.B) {
+			for range b.N {
+				round++
+				dir := b.TempDir()
+				storeCfg := fmt.Sprintf("{driver: sqlite, path: %s/bench.db}", dir)
+				env := append(os.Environ(), "DIRSYNCD_BENCH_LDAP_PW="+s.Password())
+				if drv == "postgres" {
+					storeCfg = "{driver: postgres, dsn: env:DIRSYNCD_BENCH_PG_DSN}"
+					env = append(env, "DIRSYNCD_BENCH_PG_DSN="+testenv.Postgres(b))
+				}
+				cfg := dir + "/dirsyncd.yaml"
+				doc := fmt.Sprintf(`env: development
+log: {level: warn}
+store: %s
+ldap:
+  sources:
+    - name: bench
+      url: %s
+      bindDN: %s
+      bindPassword: env:DIRSYNCD_BENCH_LDAP_PW
+      userBaseDNs: ["ou=people,%s"]
+      groupBaseDNs: ["ou=groups,%s"]
+`, storeCfg, s.URL(), s.BindDN(), suffix, suffix)
+				if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+					b.Fatal(err)
+				}
+				cli := func(name string, args ...string) string {
+					if strings.HasPrefix(name, "full") {
+						floor = measureFloor(b)
+					}
+					cmd := exec.Command("/usr/bin/time", append([]string{"-v", bin}, append(args, "--config", cfg)...)...)
+					cmd.Env = env
+					t0 := time.Now()
+					out, err := cmd.CombinedOutput()
+					d := time.Since(t0)
+					if err != nil {
+						b.Fatalf("%s: %v\n%s", name, err, out)
+					}
+					rss := -1.0
+					for _, line := range strings.Split(string(out), "\n") {
+						if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Maximum resident set size (kbytes):"); ok {
+							kb, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+							rss = kb / 1024
+						}
+					}
+					if name != "migrate" {
+						b.Logf("cli %s %s: %v (%.2f× floor), peak RSS %.0f MB", drv, name, d, d.Seconds()/floor.Seconds(), rss)
+						b.ReportMetric(d.Seconds(), name+"-s")
+						b.ReportMetric(rss, name+"-peak-MB")
+					}
+					return string(out)
+				}
+				cli("migrate", "migrate")
+				cli("full-first", "sync", "ldap", "--full")
+				out := cli("full-nochange", "sync", "ldap", "--full")
+				if strings.Contains(out, "created:") || strings.Contains(out, "updated:") || strings.Contains(out, "gone:") {
+					b.Errorf("no-change full sync changed something:\n%s", out)
+				}
+				var mods strings.Builder
+				for i := range 100 {
+					u := (i*991 + round*7) % nUsers
+					fmt.Fprintf(&mods, "dn: uid=u%06d,ou=people,%s\nchangetype: modify\nreplace: mail\nmail: cli%d.u%06d@firm.example\n\n", u, suffix, round, u)
+				}
+				s.Modify(mods.String())
+				out = cli("incremental", "sync", "ldap")
+				if !strings.Contains(out, "mode:    incremental") || !strings.Contains(out, "updated: 100") {
+					b.Errorf("incremental:\n%s", out)
+				}
+			}
+		})
+	}
+}
