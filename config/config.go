@@ -15,6 +15,7 @@ type Config struct {
 	Mapping    MappingConfig    `yaml:"mapping"`
 	Reconcile  ReconcileConfig  `yaml:"reconcile"`
 	CaseAccess CaseAccessConfig `yaml:"caseAccess"`
+	OIDC       OIDCConfig       `yaml:"oidc"`
 }
 
 // Development reports whether the configuration is for development.

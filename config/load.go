@@ -70,6 +70,7 @@ func (c *Config) applyDefaults() {
 	c.Mapping.defaults()
 	c.Reconcile.defaults()
 	c.CaseAccess.defaults()
+	c.OIDC.defaults()
 }
 
 // Validate checks c (defaults already applied) and returns every problem.
@@ -87,6 +88,7 @@ func (c *Config) validate(p *Problems) {
 	c.Mapping.validate(p)
 	c.Reconcile.validate(p)
 	c.CaseAccess.validate(p)
+	c.OIDC.validate(p, c.Env)
 }
 
 // resolveSecrets reads every Secret anywhere in the configuration (feature

@@ -1,0 +1,17 @@
+// Package webauth is dirsyncd's OpenID Connect side: it verifies bearer
+// tokens from the configured issuer (signature against the issuer's JWKS,
+// issuer, audience, expiry; github.com/coreos/go-oidc) and runs the
+// browser sign-in (authorization code flow with PKCE S256 and a nonce,
+// golang.org/x/oauth2). It answers with an Identity: the subject, the value
+// of the configured user claim (e-mail by default) and whether the
+// identity is the agency's support staff (a value of the support claim).
+//
+// Mapping the identity to a dirsyncd user, sessions, CSRF and permissions
+// are the server's business (package server). The provider's discovery
+// document is fetched lazily on first use and again after a failure, so
+// a provider that is down when dirsyncd starts does not stop the daemon;
+// requests fail with 401 meanwhile and the error is logged.
+//
+// Package oidctest is a local issuer for tests, with keys generated in the
+// test.
+package webauth

@@ -1,0 +1,188 @@
+package webauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/dirsyncd/dirsyncd/config"
+)
+
+// Identity is a verified OIDC identity.
+type Identity struct {
+	Issuer  string
+	Subject string
+	// Claim is the value of the configured user claim (e.g. the e-mail).
+	Claim string
+	// Support: the support claim holds one of the configured values.
+	Support bool
+}
+
+// ErrInvalid is wrapped by every refusal of a token (bad signature, issuer,
+// audience, expiry, nonce, missing user claim). Other errors are the
+// provider being unreachable.
+var ErrInvalid = errors.New("invalid token")
+
+// Provider verifies tokens from one issuer and runs the code flow.
+type Provider struct {
+	cfg      config.OIDCConfig
+	redirect string
+	client   *http.Client
+
+	mu       sync.Mutex
+	provider *oidc.Provider
+	bearer   *oidc.IDTokenVerifier // audience = TokenAudience
+	idTokens *oidc.IDTokenVerifier // audience = ClientID
+	oauth    *oauth2.Config
+}
+
+// New returns a provider; redirectURL is where the issuer sends browsers
+// back (…/ui/callback). client may be nil (http.DefaultClient).
+func New(cfg config.OIDCConfig, redirectURL string, client *http.Client) *Provider {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &Provider{cfg: cfg, redirect: redirectURL, client: client}
+}
+
+// init fetches discovery once; after a failure the next call retries.
+func (p *Provider) init(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.provider != nil {
+		return nil
+	}
+	ctx = oidc.ClientContext(ctx, p.client)
+	prov, err := oidc.NewProvider(ctx, p.cfg.Issuer)
+	if err != nil {
+		return fmt.Errorf("webauth: discover %s: %w", p.cfg.Issuer, err)
+	}
+	algs := []string{oidc.RS256, oidc.ES256, oidc.PS256, oidc.EdDSA}
+	if p.cfg.JWKSURL != "" {
+		// Keys from the configured JWKS; its context must outlive this call.
+		keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), p.client), p.cfg.JWKSURL)
+		p.bearer = oidc.NewVerifier(p.cfg.Issuer, keys, &oidc.Config{ClientID: p.cfg.TokenAudience(), SupportedSigningAlgs: algs})
+		p.idTokens = oidc.NewVerifier(p.cfg.Issuer, keys, &oidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: algs})
+	} else {
+		p.bearer = prov.VerifierContext(oidc.ClientContext(context.Background(), p.client),
+			&oidc.Config{ClientID: p.cfg.TokenAudience(), SupportedSigningAlgs: algs})
+		p.idTokens = prov.VerifierContext(oidc.ClientContext(context.Background(), p.client),
+			&oidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: algs})
+	}
+	p.oauth = &oauth2.Config{
+		ClientID:     p.cfg.ClientID,
+		ClientSecret: p.cfg.ClientSecret.Value(),
+		Endpoint:     prov.Endpoint(),
+		RedirectURL:  p.redirect,
+		Scopes:       []string{oidc.ScopeOpenID, "email", "profile"},
+	}
+	p.provider = prov
+	return nil
+}
+
+// VerifyToken checks a bearer token (a JWT from the issuer for the
+// configured audience) and returns its identity.
+func (p *Provider) VerifyToken(ctx context.Context, raw string) (Identity, error) {
+	if err := p.init(ctx); err != nil {
+		return Identity{}, err
+	}
+	if strings.Count(raw, ".") != 2 {
+		return Identity{}, fmt.Errorf("webauth: verify token: not a JWT: %w", ErrInvalid)
+	}
+	tok, err := p.bearer.Verify(oidc.ClientContext(ctx, p.client), raw)
+	if err != nil {
+		return Identity{}, fmt.Errorf("webauth: verify token: %w: %w", ErrInvalid, err)
+	}
+	return p.identity(tok)
+}
+
+// AuthCodeURL is where a browser starts signing in: state and nonce are
+// random values the caller keeps (in a short-lived cookie), verifier the
+// PKCE verifier (oauth2.GenerateVerifier); only its S256 challenge is sent.
+func (p *Provider) AuthCodeURL(ctx context.Context, state, nonce, verifier string) (string, error) {
+	if err := p.init(ctx); err != nil {
+		return "", err
+	}
+	return p.oauth.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), nil
+}
+
+// Exchange trades the code for tokens (sending the PKCE verifier) and
+// verifies the ID token and its nonce.
+func (p *Provider) Exchange(ctx context.Context, code, verifier, nonce string) (Identity, error) {
+	if err := p.init(ctx); err != nil {
+		return Identity{}, err
+	}
+	ctx = oidc.ClientContext(ctx, p.client)
+	tok, err := p.oauth.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			// The provider refused the code: say which error, never the body.
+			return Identity{}, fmt.Errorf("webauth: exchange code: %w: provider said %q", ErrInvalid, re.ErrorCode)
+		}
+		return Identity{}, fmt.Errorf("webauth: exchange code: %w", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return Identity{}, fmt.Errorf("webauth: exchange code: %w: no id_token in the response", ErrInvalid)
+	}
+	idt, err := p.idTokens.Verify(ctx, raw)
+	if err != nil {
+		return Identity{}, fmt.Errorf("webauth: verify id token: %w: %w", ErrInvalid, err)
+	}
+	if idt.Nonce == "" || idt.Nonce != nonce {
+		return Identity{}, fmt.Errorf("webauth: verify id token: %w: nonce does not match", ErrInvalid)
+	}
+	return p.identity(idt)
+}
+
+func (p *Provider) identity(tok *oidc.IDToken) (Identity, error) {
+	var claims map[string]any
+	if err := tok.Claims(&claims); err != nil {
+		return Identity{}, fmt.Errorf("webauth: decode claims: %w: %w", ErrInvalid, err)
+	}
+	id := Identity{Issuer: tok.Issuer, Subject: tok.Subject}
+	v, _ := claims[p.cfg.UserClaim].(string)
+	if v == "" {
+		return Identity{}, fmt.Errorf("webauth: %w: claim %q missing or not a string", ErrInvalid, p.cfg.UserClaim)
+	}
+	if p.cfg.UserClaim == "email" {
+		if ev, ok := claims["email_verified"].(bool); ok && !ev {
+			return Identity{}, fmt.Errorf("webauth: %w: email_verified is false", ErrInvalid)
+		}
+	}
+	id.Claim = v
+	id.Support = hasValue(claims[p.cfg.SupportClaim], p.cfg.SupportValues)
+	return id, nil
+}
+
+func hasValue(v any, want []string) bool {
+	if len(want) == 0 {
+		return false
+	}
+	match := func(s string) bool {
+		for _, w := range want {
+			if s == w {
+				return true
+			}
+		}
+		return false
+	}
+	switch x := v.(type) {
+	case string:
+		return match(x)
+	case []any:
+		for _, e := range x {
+			if s, ok := e.(string); ok && match(s) {
+				return true
+			}
+		}
+	}
+	return false
+}
