@@ -70,11 +70,8 @@ func ComputeHash(e Event) string {
 		Before: string(e.Before), After: string(e.After), RunID: e.RunID, RequestID: e.RequestID,
 		PrevHash: e.PrevHash,
 	}
-	b, err := json.Marshal(c)
-	if err != nil { // cannot happen: only strings and ints
-		panic(fmt.Sprintf("audit: canonical encoding: %v", err))
-	}
-	sum := sha256.Sum256(b)
+	var buf [1024]byte
+	sum := sha256.Sum256(appendCanonical(buf[:0], &c))
 	return hex.EncodeToString(sum[:])
 }
 

@@ -199,7 +199,7 @@ func (d *stdDB) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return stdTx{stdConn{tx}, tx}, nil
+	return &stdTx{stdConn: stdConn{tx}, tx: tx}, nil
 }
 
 func (d *stdDB) Ping(ctx context.Context) error {
@@ -219,8 +219,41 @@ func (d *stdDB) Close() error {
 
 type stdTx struct {
 	stdConn
-	tx *sql.Tx
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
 }
 
-func (t stdTx) Commit(context.Context) error   { return t.tx.Commit() }
-func (t stdTx) Rollback(context.Context) error { return t.tx.Rollback() }
+// Statement cache: bulk writes run the same multi-row INSERT many times in
+// one transaction, and SQLite parsing a statement of hundreds of
+// placeholders costs about a tenth of a bulk load. Statements with many
+// arguments are prepared once per transaction (database/sql closes them at
+// commit or rollback); the cache is bounded so ad-hoc statements cannot grow it.
+const (
+	cacheMinArgs  = 16
+	cacheMaxStmts = 32
+)
+
+func (t *stdTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	st := t.stmts[query]
+	if st == nil && len(args) >= cacheMinArgs && len(t.stmts) < cacheMaxStmts {
+		var err error
+		if st, err = t.tx.PrepareContext(ctx, query); err != nil {
+			return 0, err
+		}
+		if t.stmts == nil {
+			t.stmts = make(map[string]*sql.Stmt)
+		}
+		t.stmts[query] = st
+	}
+	if st == nil {
+		return t.stdConn.Exec(ctx, query, args...)
+	}
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t *stdTx) Commit(context.Context) error   { return t.tx.Commit() }
+func (t *stdTx) Rollback(context.Context) error { return t.tx.Rollback() }
