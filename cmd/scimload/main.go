@@ -48,6 +48,7 @@ const (
 
 type opts struct {
 	target, token, storeKind, path, dsn, label string
+	cpuProfile, profilePhase                   string
 	users, groups, members, conc               int
 	duration                                   time.Duration
 }
@@ -65,25 +66,38 @@ func main() {
 	flag.IntVar(&o.members, "members", 50, "initial members per group")
 	flag.IntVar(&o.conc, "concurrency", 16, "concurrent clients")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the mixed phase")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (of the phase -profile names)")
+	flag.StringVar(&o.profilePhase, "profile", "all", "what -cpuprofile covers: all, create or mixed")
 	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scimload:", err)
-			os.Exit(1)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "scimload:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
+	if o.profilePhase != "all" && o.profilePhase != "create" && o.profilePhase != "mixed" {
+		fmt.Fprintf(os.Stderr, "scimload: -profile must be all, create or mixed, not %q\n", o.profilePhase)
+		os.Exit(2)
 	}
 	if err := run(context.Background(), o); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "scimload:", err)
 		os.Exit(1)
 	}
+}
+
+// profile starts the CPU profile when -profile names phase (or all) and
+// returns the function that stops it.
+func (o opts) profile(phase string) (func(), error) {
+	if o.cpuProfile == "" || (o.profilePhase != phase && !(o.profilePhase == "all" && phase == "create")) {
+		return func() {}, nil
+	}
+	f, err := os.Create(o.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 func run(ctx context.Context, o opts) error {
@@ -104,6 +118,11 @@ func run(ctx context.Context, o opts) error {
 	}
 	c := &client{base: base, token: o.token, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conc * 2, MaxConnsPerHost: o.conc * 2}, Timeout: 60 * time.Second}}
 
+	stopAll, err := o.profile("create")
+	if err != nil {
+		return err
+	}
+	defer stopAll()
 	// Phase 1: create users.
 	ids := make([]string, o.users)
 	var next atomic.Int64
@@ -135,6 +154,13 @@ func run(ctx context.Context, o opts) error {
 		groups[g] = id
 	}
 
+	if o.profilePhase == "create" {
+		stopAll()
+	}
+	stopMixed, err := o.profile("mixed")
+	if err != nil {
+		return err
+	}
 	// Phase 2: mixed workload.
 	deadline := time.Now().Add(o.duration)
 	var mu sync.Mutex
@@ -166,6 +192,7 @@ func run(ctx context.Context, o opts) error {
 		rec(time.Since(t), err)
 		return true
 	})
+	stopMixed()
 	fmt.Printf("%s mixed (45%% userName GET, 15%% externalId GET, 20%% PUT, 20%% group PATCH) for %s: %s\n", o.label, o.duration, mixed)
 	out, _ := json.Marshal(map[string]any{"label": o.label, "create_rps": create.rps(), "create_p50_ms": create.pct(50), "create_p99_ms": create.pct(99),
 		"mixed_rps": mixed.rps(), "mixed_p50_ms": mixed.pct(50), "mixed_p99_ms": mixed.pct(99), "mixed_requests": len(mixed.lat), "mixed_errors": mixed.errors})

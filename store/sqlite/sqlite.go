@@ -96,7 +96,7 @@ func Open(ctx context.Context, path string, opts Options) (*sqlstore.Store, erro
 	if mem {
 		file = "file::memory:"
 	}
-	w, err := sql.Open("sqlite", file+"?"+wq.Encode())
+	w, err := openDB(file + "?" + wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
@@ -107,7 +107,7 @@ func Open(ctx context.Context, path string, opts Options) (*sqlstore.Store, erro
 	r := w
 	if !mem {
 		q.Add("_pragma", "query_only(1)")
-		r, err = sql.Open("sqlite", file+"?"+q.Encode())
+		r, err = openDB(file + "?" + q.Encode())
 		if err != nil {
 			_ = w.Close()
 			return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
