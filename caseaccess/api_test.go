@@ -96,6 +96,19 @@ func TestAPI(t *testing.T) {
 			{"chambers domain", "POST", "/api/v1/cases/T20260001/domains", "write-token",
 				`{"domain":"chambers.co.uk.cjsm.net","defendants":["Smith"]}`, 400, "domain"},
 			{"unknown user decision", "GET", "/api/v1/cases/T20260001/access/ghost", "read-token", "", 404, "user"},
+			{"unknown case decision", "GET", "/api/v1/cases/NOPE/access/nick", "read-token", "", 404, "ref"},
+			{"group without usual role", "POST", "/api/v1/cases/T20260001/groups", "write-token", `{"location":"Leeds"}`, 400, "usualRole"},
+			{"group on unknown case", "POST", "/api/v1/cases/NOPE/groups", "write-token", `{"usualRole":"NOMS"}`, 404, "ref"},
+			{"malformed domain", "POST", "/api/v1/cases/T20260001/domains", "write-token", `{"domain":"not a domain","defendants":["Smith"]}`, 400, "domain"},
+			{"domain without defendants", "POST", "/api/v1/cases/T20260001/domains", "write-token", `{"domain":"johnson.co.uk.cjsm.net"}`, 400, "defendants"},
+			{"case with unknown owner", "POST", "/api/v1/cases", "write-token", `{"ref":"T20269999","owners":["pat","ghost"]}`, 404, "owners"},
+			{"revoke unknown invite", "DELETE", "/api/v1/cases/T20260001/invites/nope", "write-token", "", 404, "invite"},
+			{"expiry of unknown invite", "PATCH", "/api/v1/cases/T20260001/invites/nope", "write-token", `{"expiresAt":null}`, 404, "invite"},
+			{"expiry missing", "PATCH", "/api/v1/cases/T20260001/invites/nope", "write-token", `{}`, 400, "expiresAt"},
+			{"remove unknown group grant", "DELETE", "/api/v1/cases/T20260001/groups/nope", "write-token", "", 404, "grant"},
+			{"body too large", "POST", "/api/v1/cases/T20260001/invites", "write-token",
+				`{"user":"nick","inviter":"pat","role":"fee-paid-judge","message":"` + strings.Repeat("x", 70<<10) + `"}`, 413, ""},
+			{"no token", "GET", "/api/v1/cases/T20260001/access/nick", "", "", 401, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := call(t, h, tc.method, tc.path, tc.token, tc.body)
@@ -106,6 +119,9 @@ func TestAPI(t *testing.T) {
 		}
 		if got := e.auditCount(""); got != before {
 			t.Fatalf("refused requests wrote %d audit events", got-before)
+		}
+		if _, err := e.cs.GetCase(e.ctx, "T20269999"); err == nil {
+			t.Fatal("a case refused for an unknown owner was created")
 		}
 
 		r := call(t, h, "POST", "/api/v1/cases/T20260001/invites", "write-token",
@@ -187,6 +203,33 @@ func TestAPI(t *testing.T) {
 		}
 		if r := call(t, h, "GET", "/api/v1/cases/T20260002", "read-token", ""); r.Status != 200 || len(r.Body["invites"].([]any)) != 1 {
 			t.Fatalf("get case: %d %v", r.Status, r.Body)
+		}
+		// Every change above is audited with the token that made it: the
+		// writer for changes, the reader for the access its decisions recorded.
+		byAction := map[string]map[string]bool{}
+		i := 0
+		_ = e.st.Audit(e.ctx, storeFilter(""), func(ev auditEvent) error {
+			if i++; i <= before {
+				return nil // the seed
+			}
+			if byAction[ev.Action] == nil {
+				byAction[ev.Action] = map[string]bool{}
+			}
+			byAction[ev.Action][ev.Actor] = true
+			if ev.RequestID == "" {
+				t.Errorf("%s by %s has no request id", ev.Action, ev.Actor)
+			}
+			return nil
+		})
+		for action, actor := range map[string]string{
+			"case.invite.create": "admin:writer", "case.invite.expiry": "admin:writer", "case.invite.revoke": "admin:writer",
+			"case.group.add": "admin:writer", "case.group.remove": "admin:writer", "case.domain.add": "admin:writer",
+			"case.domain.remove": "admin:writer", "case.create": "admin:writer", "case.access.retain": "admin:writer",
+			"case.access.first": "admin:reader",
+		} {
+			if len(byAction[action]) != 1 || !byAction[action][actor] {
+				t.Errorf("%s audited by %v, want %s only", action, byAction[action], actor)
+			}
 		}
 	})
 }

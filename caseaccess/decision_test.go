@@ -1,11 +1,14 @@
 package caseaccess_test
 
 import (
+	"context"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dirsyncd/dirsyncd/caseaccess"
+	"github.com/dirsyncd/dirsyncd/store"
 )
 
 func TestDecisionThroughEachGrant(t *testing.T) {
@@ -200,6 +203,137 @@ func TestRevokedInviteIsNotRetained(t *testing.T) {
 		e.invite(caseaccess.InviteInput{User: "nick", Role: caseaccess.RoleFeePaidJudge})
 		if n := e.auditCount("case.invite.revoke"); n != 1 {
 			t.Errorf("case.invite.revoke events = %d", n)
+		}
+	})
+}
+
+// TestRetainedThroughEveryGrantUsed: a user who accessed the case through a
+// group grant keeps access when it is removed even if their last access
+// went through something else (here an invite, revoked afterwards); a user
+// the removed grant no longer covered (moved location) keeps nothing.
+func TestRetainedThroughEveryGrantUsed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		g, err := e.svc.AddGroupGrant(e.ctx, admin, "T20260001", caseaccess.GroupInput{UsualRole: "NOMS", Location: "Southwark"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := e.decide("nora"); !d.Allowed || d.Via.Kind != caseaccess.ViaGroup || !d.FirstAccess {
+			t.Fatalf("nora via group: %+v", d)
+		}
+		if d := e.decide("nell"); !d.Allowed || d.Via.Kind != caseaccess.ViaGroup {
+			t.Fatalf("nell via group: %+v", d)
+		}
+		e.clk.Set(t0.Add(time.Minute))
+		inv := e.invite(caseaccess.InviteInput{User: "nora", Role: caseaccess.RoleFeePaidJudge})
+		if d := e.decide("nora"); !d.Allowed || d.Via.Kind != caseaccess.ViaInvite || d.FirstAccess {
+			t.Fatalf("nora via invite: %+v", d)
+		}
+		// nell moves to Leeds: the group grant no longer covers her.
+		nell, err := e.st.GetUser(e.ctx, e.id("nell"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nell.Location = "Leeds"
+		if err := e.st.Update(e.ctx, admin, func(ctx context.Context, tx store.Tx) error { return tx.UpdateUser(ctx, &nell, 0) }); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Set(t0.Add(2 * time.Minute))
+		if _, n, err := e.svc.RemoveGroupGrant(e.ctx, admin, "T20260001", g.ID); err != nil || n != 1 {
+			t.Fatalf("remove group grant: retained %d, %v; want 1 (nora)", n, err)
+		}
+		if d := e.decide("nora"); !d.Allowed || d.Via.Kind != caseaccess.ViaInvite {
+			t.Fatalf("nora while her invite lives: %+v", d)
+		}
+		if _, err := e.svc.Revoke(e.ctx, admin, "T20260001", inv.ID); err != nil {
+			t.Fatal(err)
+		}
+		d := e.decide("nora")
+		if !d.Allowed || d.Via.Kind != caseaccess.ViaRetained || d.Via.RetainedFrom != caseaccess.ViaGroup || d.Via.ID != g.ID ||
+			!d.Via.RetainedAt.Equal(t0.Add(2*time.Minute)) || !d.AllDefendants || !d.FirstAccessAt.Equal(t0) {
+			t.Fatalf("nora after the invite ended: %+v; want retained from the removed group grant", d)
+		}
+		if d := e.decide("nell"); d.Allowed {
+			t.Fatalf("nell (no longer covered when the grant went) kept access: %+v", d.Via)
+		}
+		var retained []string
+		_ = e.st.Audit(e.ctx, storeFilter("case.access.retain"), func(ev auditEvent) error {
+			if ev.Actor != admin.Actor {
+				t.Errorf("retain event by %q", ev.Actor)
+			}
+			retained = append(retained, ev.ObjectID)
+			return nil
+		})
+		if !reflect.DeepEqual(retained, []string{e.id("nora")}) {
+			t.Errorf("case.access.retain events for %v, want nora only", retained)
+		}
+	})
+}
+
+// TestConcurrentFirstAccess: simultaneous first decisions record one first
+// access.
+func TestConcurrentFirstAccess(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		e.invite(caseaccess.InviteInput{User: "nick", Role: caseaccess.RoleFeePaidJudge})
+		const n = 4
+		var wg sync.WaitGroup
+		ds := make([]caseaccess.Decision, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ds[i], errs[i] = e.svc.Decide(e.ctx, admin, "T20260001", "nick")
+			}()
+		}
+		wg.Wait()
+		firsts := 0
+		for i := range n {
+			if errs[i] != nil || !ds[i].Allowed {
+				t.Fatalf("decision %d: %+v, %v", i, ds[i], errs[i])
+			}
+			if ds[i].FirstAccess {
+				firsts++
+			}
+		}
+		if firsts != 1 || e.auditCount("case.access.first") != 1 {
+			t.Errorf("first accesses: %d flagged, %d audited; want 1 and 1", firsts, e.auditCount("case.access.first"))
+		}
+	})
+}
+
+// TestDeniedListsLiveGrantors: a denial lists the active users with a live
+// granting invite, not those whose invite expired (even before the sweep),
+// nor inactive ones, nor non-granting roles.
+func TestDeniedListsLiveGrantors(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		e.invite(caseaccess.InviteInput{User: "ola", Role: caseaccess.RoleOutsideProsecutingAdvocate, ExpiresAt: ptr(t0.Add(time.Hour))})
+		e.invite(caseaccess.InviteInput{User: "nora", Role: caseaccess.RoleOutsideProsecutingAdvocate})
+		e.invite(caseaccess.InviteInput{User: "nick", Role: caseaccess.RoleFeePaidJudge})
+		names := func(d caseaccess.Decision) []string {
+			var out []string
+			for _, g := range d.Grantors {
+				out = append(out, g.UserName+"/"+string(g.Role))
+			}
+			return out
+		}
+		if got := names(e.decide("ivy")); !reflect.DeepEqual(got, []string{"nora/outside-prosecuting-advocate", "ola/outside-prosecuting-advocate", "pat/prosecutor"}) {
+			t.Fatalf("grantors = %v", got)
+		}
+		nora, err := e.st.GetUser(e.ctx, e.id("nora"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nora.Active = false
+		if err := e.st.Update(e.ctx, admin, func(ctx context.Context, tx store.Tx) error { return tx.UpdateUser(ctx, &nora, 0) }); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Set(t0.Add(time.Hour)) // ola's invite expires (no sweep ran)
+		d := e.decide("ivy")
+		if got := names(d); !reflect.DeepEqual(got, []string{"pat/prosecutor"}) {
+			t.Fatalf("grantors after ola's expiry and nora's deactivation = %v", got)
+		}
+		if d.Grantors[0].Email != "pat@cps.gov.uk" || d.Grantors[0].DisplayName != "pat" || d.Grantors[0].UserID != e.id("pat") {
+			t.Errorf("grantor = %+v", d.Grantors[0])
 		}
 	})
 }

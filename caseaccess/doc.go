@@ -35,12 +35,19 @@
 //     every location.
 //   - Decision order: a live invite, then a group grant, then a domain
 //     grant, then a retained access. The first allowed access is recorded
-//     (audit "case.access.first"); the record also keeps the grant used last
-//     (audit "case.access.via" when it changes). Removing a group or domain
-//     grant marks the records of users whose recorded grant is that grant as
-//     retained (audit "case.access.retain" per user): they keep access with
-//     that provenance; users who never accessed through it lose it.
-//     Revoked or expired invites are never retained: expiry removes access.
+//     (audit "case.access.first", one INSERT); the record also keeps the
+//     grant used last and the list of every group and domain grant the user
+//     has accessed the case through (audit "case.access.via" when either
+//     changes; a repeated decision through a known grant writes nothing).
+//     Removing a group or domain grant keeps the access of the users who
+//     accessed the case through it at any time and whom it still covered
+//     when removed (audit "case.access.retain" per user): they keep access
+//     with that provenance (and the grant's defendants). Users who never
+//     accessed through it — or whose usual role, location or e-mail had
+//     already moved them out of it — lose it. Revoked or expired invites are
+//     never retained: expiry removes access. A denied decision lists the
+//     active users with a live granting invite and the usual roles (groups)
+//     that have access.
 //   - Expiry: the Expirer runs on the replica holding the store lease
 //     "caseaccess-expiry"; it sleeps until the store's next expiry (re-read
 //     at start, after every change made through this process — Kick — and

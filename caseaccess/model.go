@@ -110,17 +110,58 @@ const (
 
 // Access records that a user has accessed a case: when first, and through
 // which grant last. RetainedAt is set when that grant (group or domain) was
-// removed: the user keeps access with that provenance.
+// removed: the user keeps access with that provenance. Grants lists every
+// group and domain grant the user has accessed the case through (invites
+// are never retained, so they are not listed); an entry's RetainedAt is set
+// when that grant was removed while it still covered the user.
 type Access struct {
-	CaseRef       string     `json:"caseRef"`
-	UserID        string     `json:"userId"`
-	FirstAt       time.Time  `json:"firstAt"`
-	ViaKind       ViaKind    `json:"viaKind"`
-	ViaID         string     `json:"viaId"`
-	ViaDetail     string     `json:"viaDetail,omitempty"`
+	CaseRef       string      `json:"caseRef"`
+	UserID        string      `json:"userId"`
+	FirstAt       time.Time   `json:"firstAt"`
+	ViaKind       ViaKind     `json:"viaKind"`
+	ViaID         string      `json:"viaId"`
+	ViaDetail     string      `json:"viaDetail,omitempty"`
+	Defendants    []string    `json:"defendants,omitempty"`
+	AllDefendants bool        `json:"allDefendants"`
+	RetainedAt    *time.Time  `json:"retainedAt,omitempty"`
+	Grants        []UsedGrant `json:"grants,omitempty"`
+}
+
+// UsedGrant is a group or domain grant through which a user has accessed a
+// case, with what it gave them.
+type UsedGrant struct {
+	Kind          ViaKind    `json:"kind"`
+	ID            string     `json:"id"`
+	Detail        string     `json:"detail,omitempty"`
 	Defendants    []string   `json:"defendants,omitempty"`
-	AllDefendants bool       `json:"allDefendants"`
+	AllDefendants bool       `json:"allDefendants,omitempty"`
+	FirstAt       time.Time  `json:"firstAt"`
 	RetainedAt    *time.Time `json:"retainedAt,omitempty"`
+}
+
+// UsedGrants returns a's grant list; a record written before the list
+// existed (migration 0051) yields its last group or domain grant.
+func (a Access) UsedGrants() []UsedGrant {
+	if len(a.Grants) > 0 || (a.ViaKind != ViaGroup && a.ViaKind != ViaDomain) {
+		return a.Grants
+	}
+	return []UsedGrant{{Kind: a.ViaKind, ID: a.ViaID, Detail: a.ViaDetail, Defendants: a.Defendants,
+		AllDefendants: a.AllDefendants, FirstAt: a.FirstAt, RetainedAt: a.RetainedAt}}
+}
+
+// Facts is what a decision reads about a user and a case, in one query.
+type Facts struct {
+	// User is the user by id; its Emails are not loaded (Email, the
+	// primary one, is).
+	User directory.User
+	// CaseFound is false when the case does not exist.
+	CaseFound bool
+	Case      Case
+	Invite    *Invite // the user's invite not yet revoked, if any
+	Access    *Access // the user's access record, if any
+	// GroupGrants and DomainGrants count the case's grants (a decision
+	// lists them only when there are some).
+	GroupGrants, DomainGrants int
 }
 
 // Notification kinds (outbox).
@@ -163,17 +204,19 @@ type Reader interface {
 	// have passed its expiry and not been swept yet).
 	LiveInvite(ctx context.Context, caseRef, userID string) (Invite, error)
 	ListInvites(ctx context.Context, q InviteQuery) ([]Invite, error)
-	// ListGrantorInvites lists live invites of the case whose role is one
-	// of roles and that have not expired at now.
-	ListGrantorInvites(ctx context.Context, caseRef string, roles []Role, now time.Time) ([]Invite, error)
 	ListGroupGrants(ctx context.Context, caseRef string) ([]GroupGrant, error)
 	ListDomainGrants(ctx context.Context, caseRef string) ([]DomainGrant, error)
 	GetAccess(ctx context.Context, caseRef, userID string) (Access, error)
-	// AccessFacts reads, in one query, what a decision needs about a user
-	// on a case: the case (ErrNotFound when unknown), the user's invite not
-	// yet revoked (nil if none) and their access record (nil if none).
-	AccessFacts(ctx context.Context, caseRef, userID string) (Case, *Invite, *Access, error)
-	// ListAccess lists the users who have accessed a case, by first access.
+	// AccessFacts reads, in one query, what a decision needs about user
+	// userID on a case: the user (ErrNotFound when no user has that id),
+	// whether the case exists, the case, the user's invite not yet revoked,
+	// their access record and how many group and domain grants the case has.
+	AccessFacts(ctx context.Context, caseRef, userID string) (Facts, error)
+	// ListGrantors lists the active users holding a live, unexpired invite
+	// to the case with one of roles (at most 100), by userName.
+	ListGrantors(ctx context.Context, caseRef string, roles []Role, now time.Time) ([]Grantor, error)
+	// ListAccess lists the users who have accessed a case, by first access
+	// (locked for update inside a transaction).
 	ListAccess(ctx context.Context, caseRef string) ([]Access, error)
 	// NextExpiry is the earliest expiry of an invite not yet revoked.
 	NextExpiry(ctx context.Context) (t time.Time, ok bool, err error)
@@ -198,12 +241,13 @@ type Tx interface {
 	AddDomainGrant(ctx context.Context, g *DomainGrant) error // ErrConflict on same domain+location
 	RemoveGroupGrant(ctx context.Context, caseRef, id string) (GroupGrant, error)
 	RemoveDomainGrant(ctx context.Context, caseRef, id string) (DomainGrant, error)
-	// PutAccess inserts the record (first access: first=true) or updates
-	// its grant (clearing RetainedAt); FirstAt of an existing record is
-	// kept, and a record with the same grant and not retained is left as is.
-	PutAccess(ctx context.Context, a *Access) (first bool, err error)
-	// RetainAccess marks records whose grant is (kind, id) as retained.
-	RetainAccess(ctx context.Context, caseRef string, kind ViaKind, id string, at time.Time) (int64, error)
+	// InsertAccess records a first access (audit "case.access.first") in
+	// one statement; it returns false, writing nothing, when the user
+	// already has a record (a concurrent decision made it).
+	InsertAccess(ctx context.Context, a *Access) (bool, error)
+	// UpdateAccess overwrites the (case, user) record with after, audited
+	// as action with before.
+	UpdateAccess(ctx context.Context, action string, before, after *Access) error
 	AddNotifications(ctx context.Context, ns []Notification) error
 }
 

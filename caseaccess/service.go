@@ -515,11 +515,8 @@ func (s *Service) RemoveGroupGrant(ctx context.Context, m audit.Meta, ref, id st
 		if err != nil {
 			return fmt.Errorf("caseaccess: remove group grant: %w", err)
 		}
-		n, err = tx.RetainAccess(ctx, ref, ViaGroup, id, s.nowUTC())
-		if err != nil {
-			return fmt.Errorf("caseaccess: retain access: %w", err)
-		}
-		return nil
+		n, err = s.retain(ctx, tx, ref, ViaGroup, id, func(u directory.User) bool { return groupMatches(g, u) })
+		return err
 	})
 	return g, n, err
 }
@@ -540,13 +537,56 @@ func (s *Service) RemoveDomainGrant(ctx context.Context, m audit.Meta, ref, id s
 		if err != nil {
 			return fmt.Errorf("caseaccess: remove domain grant: %w", err)
 		}
-		n, err = tx.RetainAccess(ctx, ref, ViaDomain, id, s.nowUTC())
-		if err != nil {
-			return fmt.Errorf("caseaccess: retain access: %w", err)
-		}
-		return nil
+		n, err = s.retain(ctx, tx, ref, ViaDomain, id, func(u directory.User) bool { return domainMatches(g, userDomains(u), u) })
+		return err
 	})
 	return g, n, err
+}
+
+// retain keeps the access of the users who accessed case ref through the
+// removed grant (kind, id) and whom it still covered (covers, on their
+// current attributes): the grant's entry in their record is marked
+// retained (and the record itself when it was the grant used last), one
+// audit event "case.access.retain" per user. Users it never let in, or no
+// longer covered, get nothing. It returns how many users were retained.
+func (s *Service) retain(ctx context.Context, tx Tx, ref string, kind ViaKind, id string, covers func(directory.User) bool) (int64, error) {
+	now := s.nowUTC()
+	recs, err := tx.ListAccess(ctx, ref)
+	if err != nil {
+		return 0, fmt.Errorf("caseaccess: retain access: %w", err)
+	}
+	var n int64
+	for _, rec := range recs {
+		gs := append([]UsedGrant(nil), rec.UsedGrants()...)
+		at := -1
+		for i, g := range gs {
+			if g.Kind == kind && g.ID == id && g.RetainedAt == nil {
+				at = i
+			}
+		}
+		if at < 0 {
+			continue
+		}
+		u, err := tx.GetUser(ctx, rec.UserID)
+		if err != nil {
+			return 0, fmt.Errorf("caseaccess: retain access: user %q: %w", rec.UserID, err)
+		}
+		if u.DeletedAt != nil || !covers(u) {
+			continue
+		}
+		next := rec
+		t := now
+		gs[at].RetainedAt = &t
+		next.Grants = gs
+		if rec.ViaKind == kind && rec.ViaID == id {
+			next.RetainedAt = &t
+		}
+		if err := tx.UpdateAccess(ctx, "case.access.retain", &rec, &next); err != nil {
+			return 0, fmt.Errorf("caseaccess: retain access of %q: %w", rec.UserID, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // CaseView is a case with its grants.

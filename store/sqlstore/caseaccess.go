@@ -8,7 +8,6 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -177,17 +176,32 @@ func (c caseReader) ListInvites(ctx context.Context, q caseaccess.InviteQuery) (
 	return out, nil
 }
 
-// ListGrantorInvites lists live, unexpired invites of the case with one of
-// roles (at most 100).
-func (c caseReader) ListGrantorInvites(ctx context.Context, caseRef string, roles []caseaccess.Role, now time.Time) ([]caseaccess.Invite, error) {
+// ListGrantors lists the active users with a live, unexpired invite to the
+// case with one of roles (at most 100), by userName.
+func (c caseReader) ListGrantors(ctx context.Context, caseRef string, roles []caseaccess.Role, now time.Time) ([]caseaccess.Grantor, error) {
 	rs := make([]string, len(roles))
 	for i, r := range roles {
 		rs[i] = string(r)
 	}
-	in, arg := c.r.s.d.InList("role", rs)
-	out, err := c.queryInvites(ctx, `WHERE case_ref = ? AND `+in+` AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)
-ORDER BY created_at, id LIMIT 100`, caseRef, arg, c.r.s.d.Time(now))
+	in, arg := c.r.s.d.InList("i.role", rs)
+	rows, err := c.r.c.Query(ctx, `SELECT u.id, u.user_name, u.display_name, u.email, i.role
+FROM case_invites i JOIN users u ON u.id = i.user_id
+WHERE i.case_ref = ? AND `+in+` AND i.revoked_at IS NULL AND (i.expires_at IS NULL OR i.expires_at > ?)
+  AND u.active AND u.deleted_at IS NULL
+ORDER BY u.user_name, u.id LIMIT 100`, caseRef, arg, c.r.s.d.Time(now))
 	if err != nil {
+		return nil, fmt.Errorf("store: list grantors of %q: %w", caseRef, err)
+	}
+	defer rows.Close()
+	var out []caseaccess.Grantor
+	for rows.Next() {
+		var g caseaccess.Grantor
+		if err := rows.Scan(&g.UserID, &g.UserName, &g.DisplayName, &g.Email, &g.Role); err != nil {
+			return nil, fmt.Errorf("store: list grantors of %q: %w", caseRef, err)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: list grantors of %q: %w", caseRef, err)
 	}
 	return out, nil
@@ -241,15 +255,33 @@ WHERE case_ref = ? ORDER BY created_at, id`, caseRef)
 	return out, nil
 }
 
-const accessSelect = `SELECT case_ref, user_id, first_at, via_kind, via_id, via_detail, defendants, all_defendants, retained_at FROM case_access`
+const accessSelect = `SELECT case_ref, user_id, first_at, via_kind, via_id, via_detail, defendants, all_defendants, retained_at, grants FROM case_access`
 
 func scanAccess(row Row, a *caseaccess.Access) error {
-	var ds []byte
-	err := row.Scan(&a.CaseRef, &a.UserID, tscan{&a.FirstAt}, &a.ViaKind, &a.ViaID, &a.ViaDetail, jscan{&ds}, &a.AllDefendants, ntscan{&a.RetainedAt})
+	var ds, gs []byte
+	err := row.Scan(&a.CaseRef, &a.UserID, tscan{&a.FirstAt}, &a.ViaKind, &a.ViaID, &a.ViaDetail, jscan{&ds}, &a.AllDefendants, ntscan{&a.RetainedAt}, jscan{&gs})
 	if err == nil {
 		err = caUnlist(ds, &a.Defendants)
 	}
+	if err == nil {
+		err = caUnGrants(gs, &a.Grants)
+	}
 	return err
+}
+
+func caGrants(gs []caseaccess.UsedGrant) any {
+	if len(gs) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(gs)
+	return string(b)
+}
+
+func caUnGrants(b []byte, dst *[]caseaccess.UsedGrant) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return json.Unmarshal(b, dst)
 }
 
 // GetAccess returns the access record of a user on a case.
@@ -262,49 +294,75 @@ func (c caseReader) GetAccess(ctx context.Context, caseRef, userID string) (case
 	return a, nil
 }
 
-// AccessFacts reads the case, the user's live invite and access record in
-// one query (the decision's hot path).
-func (c caseReader) AccessFacts(ctx context.Context, caseRef, userID string) (caseaccess.Case, *caseaccess.Invite, *caseaccess.Access, error) {
-	var k caseaccess.Case
-	var cds, ids, ads []byte
+// AccessFacts reads the user, the case, the user's live invite and access
+// record, and the case's grant counts in one query (the decision's hot
+// path).
+func (c caseReader) AccessFacts(ctx context.Context, caseRef, userID string) (caseaccess.Facts, error) {
+	var f caseaccess.Facts
+	u := &f.User
+	var cRef, cTitle, cBy *string
+	var cCreated *time.Time
+	var cds, ids, ads, ags []byte
 	var iID, iRole, iMsg, iInviter, aKind, aID, aDetail *string
 	var iExp, iCreated, aFirst, aRetained *time.Time
 	var aAll *bool
-	err := c.r.c.QueryRow(ctx, `SELECT c.ref, c.title, c.defendants, c.created_by, c.created_at,
+	var nGroups, nDomains int64
+	err := c.r.c.QueryRow(ctx, `SELECT u.id, u.user_name, u.external_id, u.email, u.given_name, u.family_name, u.display_name,
+	u.active, u.user_type, u.firm_number, u.usual_role, u.location, u.attrs, u.version, u.created_at, u.updated_at, u.deleted_at,
+	c.ref, c.title, c.defendants, c.created_by, c.created_at,
 	i.id, i.role, i.defendants, i.expires_at, i.message, i.inviter_id, i.created_at,
-	a.first_at, a.via_kind, a.via_id, a.via_detail, a.defendants, a.all_defendants, a.retained_at
-FROM cases c
-LEFT JOIN case_invites i ON i.case_ref = c.ref AND i.user_id = ? AND i.revoked_at IS NULL
-LEFT JOIN case_access a ON a.case_ref = c.ref AND a.user_id = ?
-WHERE c.ref = ?`, userID, userID, caseRef).Scan(&k.Ref, &k.Title, jscan{&cds}, &k.CreatedBy, tscan{&k.CreatedAt},
+	a.first_at, a.via_kind, a.via_id, a.via_detail, a.defendants, a.all_defendants, a.retained_at, a.grants,
+	(SELECT COUNT(*) FROM case_group_grants g WHERE g.case_ref = c.ref),
+	(SELECT COUNT(*) FROM case_domain_grants d WHERE d.case_ref = c.ref)
+FROM users u
+LEFT JOIN cases c ON c.ref = ?
+LEFT JOIN case_invites i ON i.case_ref = c.ref AND i.user_id = u.id AND i.revoked_at IS NULL
+LEFT JOIN case_access a ON a.case_ref = c.ref AND a.user_id = u.id
+WHERE u.id = ?`, caseRef, userID).Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
+		&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
+		tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt},
+		&cRef, &cTitle, jscan{&cds}, &cBy, ntscan{&cCreated},
 		&iID, &iRole, jscan{&ids}, ntscan{&iExp}, &iMsg, &iInviter, ntscan{&iCreated},
-		ntscan{&aFirst}, &aKind, &aID, &aDetail, jscan{&ads}, &aAll, ntscan{&aRetained})
-	if err == nil {
-		err = caUnlist(cds, &k.Defendants)
-	}
+		ntscan{&aFirst}, &aKind, &aID, &aDetail, jscan{&ads}, &aAll, ntscan{&aRetained}, jscan{&ags},
+		&nGroups, &nDomains)
 	if err != nil {
-		return caseaccess.Case{}, nil, nil, fmt.Errorf("store: access facts of %q on %q: %w", userID, caseRef, c.r.s.mapErr(err))
+		return caseaccess.Facts{}, fmt.Errorf("store: access facts of %q on %q: %w", userID, caseRef, c.r.s.mapErr(err))
 	}
-	var inv *caseaccess.Invite
+	if cRef == nil {
+		return f, nil
+	}
+	f.CaseFound = true
+	f.Case = caseaccess.Case{Ref: *cRef, Title: caDeref(cTitle), CreatedBy: caDeref(cBy)}
+	if cCreated != nil {
+		f.Case.CreatedAt = *cCreated
+	}
+	f.GroupGrants, f.DomainGrants = int(nGroups), int(nDomains)
+	if err := caUnlist(cds, &f.Case.Defendants); err != nil {
+		return caseaccess.Facts{}, fmt.Errorf("store: access facts: %w", err)
+	}
 	if iID != nil {
-		inv = &caseaccess.Invite{ID: *iID, CaseRef: k.Ref, UserID: userID, Role: caseaccess.Role(caDeref(iRole)), ExpiresAt: iExp,
+		inv := &caseaccess.Invite{ID: *iID, CaseRef: f.Case.Ref, UserID: userID, Role: caseaccess.Role(caDeref(iRole)), ExpiresAt: iExp,
 			Message: caDeref(iMsg), InviterID: caDeref(iInviter)}
 		if iCreated != nil {
 			inv.CreatedAt = *iCreated
 		}
 		if err := caUnlist(ids, &inv.Defendants); err != nil {
-			return caseaccess.Case{}, nil, nil, fmt.Errorf("store: access facts: %w", err)
+			return caseaccess.Facts{}, fmt.Errorf("store: access facts: %w", err)
 		}
+		f.Invite = inv
 	}
-	var acc *caseaccess.Access
 	if aKind != nil && aFirst != nil {
-		acc = &caseaccess.Access{CaseRef: k.Ref, UserID: userID, FirstAt: *aFirst, ViaKind: caseaccess.ViaKind(*aKind),
+		acc := &caseaccess.Access{CaseRef: f.Case.Ref, UserID: userID, FirstAt: *aFirst, ViaKind: caseaccess.ViaKind(*aKind),
 			ViaID: caDeref(aID), ViaDetail: caDeref(aDetail), AllDefendants: aAll != nil && *aAll, RetainedAt: aRetained}
 		if err := caUnlist(ads, &acc.Defendants); err != nil {
-			return caseaccess.Case{}, nil, nil, fmt.Errorf("store: access facts: %w", err)
+			return caseaccess.Facts{}, fmt.Errorf("store: access facts: %w", err)
 		}
+		if err := caUnGrants(ags, &acc.Grants); err != nil {
+			return caseaccess.Facts{}, fmt.Errorf("store: access facts: %w", err)
+		}
+		f.Access = acc
 	}
-	return k, inv, acc, nil
+	return f, nil
 }
 
 func caDeref(p *string) string {
@@ -316,7 +374,7 @@ func caDeref(p *string) string {
 
 // ListAccess lists a case's access records by first access.
 func (c caseReader) ListAccess(ctx context.Context, caseRef string) ([]caseaccess.Access, error) {
-	rows, err := c.r.c.Query(ctx, accessSelect+` WHERE case_ref = ? ORDER BY first_at, user_id`, caseRef)
+	rows, err := c.r.c.Query(ctx, accessSelect+` WHERE case_ref = ? ORDER BY first_at, user_id`+c.r.forUpdate(), caseRef)
 	if err != nil {
 		return nil, fmt.Errorf("store: list access of %q: %w", caseRef, err)
 	}
@@ -598,71 +656,34 @@ func (c caseTx) RemoveDomainGrant(ctx context.Context, caseRef, id string) (case
 	return caseaccess.DomainGrant{}, fmt.Errorf("store: remove domain grant %q: %w", id, store.ErrNotFound)
 }
 
-// PutAccess records a first access or a change of the grant used.
-func (c caseTx) PutAccess(ctx context.Context, a *caseaccess.Access) (bool, error) {
-	op := fmt.Sprintf("record access of %q on %q", a.UserID, a.CaseRef)
-	cur, err := c.GetAccess(ctx, a.CaseRef, a.UserID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		a.RetainedAt = nil
-		if _, err := c.exec(ctx, op, `INSERT INTO case_access (case_ref, user_id, first_at, via_kind, via_id, via_detail, defendants, all_defendants)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, a.CaseRef, a.UserID, c.t.s.d.Time(a.FirstAt), string(a.ViaKind), a.ViaID, a.ViaDetail,
-			caList(a.Defendants), a.AllDefendants); err != nil {
-			return false, err
-		}
-		return true, c.t.record(ctx, "case.access.first", "case_access", a.UserID, nil, audit.Marshal(a))
-	case err != nil:
+// InsertAccess records a first access in one statement; false (nothing
+// written) when the user already has a record.
+func (c caseTx) InsertAccess(ctx context.Context, a *caseaccess.Access) (bool, error) {
+	n, err := c.exec(ctx, fmt.Sprintf("record first access of %q on %q", a.UserID, a.CaseRef), `INSERT INTO case_access
+(case_ref, user_id, first_at, via_kind, via_id, via_detail, defendants, all_defendants, retained_at, grants)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_ref, user_id) DO NOTHING`,
+		a.CaseRef, a.UserID, c.t.s.d.Time(a.FirstAt), string(a.ViaKind), a.ViaID, a.ViaDetail, caList(a.Defendants), a.AllDefendants,
+		c.ntime(a.RetainedAt), caGrants(a.Grants))
+	if err != nil || n == 0 {
 		return false, err
 	}
-	a.FirstAt = cur.FirstAt
-	if cur.RetainedAt == nil && cur.ViaKind == a.ViaKind && cur.ViaID == a.ViaID {
-		*a = cur
-		return false, nil
-	}
-	a.RetainedAt = nil
-	if _, err := c.exec(ctx, op, `UPDATE case_access SET via_kind = ?, via_id = ?, via_detail = ?, defendants = ?, all_defendants = ?, retained_at = NULL
-WHERE case_ref = ? AND user_id = ?`, string(a.ViaKind), a.ViaID, a.ViaDetail, caList(a.Defendants), a.AllDefendants, a.CaseRef, a.UserID); err != nil {
-		return false, err
-	}
-	return false, c.t.record(ctx, "case.access.via", "case_access", a.UserID, audit.Marshal(cur), audit.Marshal(a))
+	return true, c.t.record(ctx, "case.access.first", "case_access", a.UserID, nil, audit.Marshal(a))
 }
 
-// RetainAccess marks the records whose grant is (kind, id) as retained,
-// one audit event per user.
-func (c caseTx) RetainAccess(ctx context.Context, caseRef string, kind caseaccess.ViaKind, id string, at time.Time) (int64, error) {
-	op := fmt.Sprintf("retain access via %s %q", kind, id)
-	rows, err := c.t.c.Query(ctx, `SELECT user_id FROM case_access WHERE case_ref = ? AND via_kind = ? AND via_id = ? AND retained_at IS NULL`,
-		caseRef, string(kind), id)
+// UpdateAccess overwrites an access record, audited as action.
+func (c caseTx) UpdateAccess(ctx context.Context, action string, before, after *caseaccess.Access) error {
+	op := fmt.Sprintf("update access of %q on %q", after.UserID, after.CaseRef)
+	n, err := c.exec(ctx, op, `UPDATE case_access SET first_at = ?, via_kind = ?, via_id = ?, via_detail = ?, defendants = ?,
+all_defendants = ?, retained_at = ?, grants = ? WHERE case_ref = ? AND user_id = ?`,
+		c.t.s.d.Time(after.FirstAt), string(after.ViaKind), after.ViaID, after.ViaDetail, caList(after.Defendants), after.AllDefendants,
+		c.ntime(after.RetainedAt), caGrants(after.Grants), after.CaseRef, after.UserID)
 	if err != nil {
-		return 0, fmt.Errorf("store: %s: %w", op, err)
+		return err
 	}
-	var users []string
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("store: %s: %w", op, err)
-		}
-		users = append(users, u)
+	if n == 0 {
+		return fmt.Errorf("store: %s: %w", op, store.ErrNotFound)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("store: %s: %w", op, err)
-	}
-	if len(users) == 0 {
-		return 0, nil
-	}
-	if _, err := c.exec(ctx, op, `UPDATE case_access SET retained_at = ? WHERE case_ref = ? AND via_kind = ? AND via_id = ? AND retained_at IS NULL`,
-		c.t.s.d.Time(at), caseRef, string(kind), id); err != nil {
-		return 0, err
-	}
-	for _, u := range users {
-		ev := map[string]any{"caseRef": caseRef, "userId": u, "viaKind": kind, "viaId": id, "retainedAt": at}
-		if err := c.t.record(ctx, "case.access.retain", "case_access", u, nil, audit.Marshal(ev)); err != nil {
-			return 0, err
-		}
-	}
-	return int64(len(users)), nil
+	return c.t.record(ctx, action, "case_access", after.UserID, audit.Marshal(before), audit.Marshal(after))
 }
 
 // AddNotifications appends outbox events (the outbox is itself the record
