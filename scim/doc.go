@@ -54,10 +54,13 @@
 // stored; they are never returned.
 //
 // Groups are owned by the SCIM client that created them (source
-// "scim:<client>"); only groups from a SCIM source are visible by id.
-// Known gap: GET /Groups lists groups of every source (LDAP included),
-// because store.Filter has no "source" field yet (asked of the store).
-// Group PATCH answers 204 (what Entra expects, accepted by Okta).
+// "scim:<client>"); only groups from a SCIM source are SCIM resources:
+// by id (404 otherwise) and in GET /Groups, whose filter the store narrows
+// to source "scim:*" in SQL (store/sqlstore/scim_groups.go).
+// Group PATCH answers 204 (what Entra expects, accepted by Okta). Removing
+// a member who is not in the group is not an error (idempotent, as
+// identity providers retry): members[value eq "…"] is the one remove
+// filter that is not noTarget when it matches nothing.
 //
 // Filters outside RFC 7644's grammar that Entra sends are accepted:
 // emails[type eq "work"].value eq "…" is read as

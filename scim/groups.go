@@ -39,7 +39,7 @@ func allMembers(ctx context.Context, rd reader, groupID string) ([]string, error
 // client ("scim:" source) and not deleted.
 func visibleGroup(ctx context.Context, get func(context.Context, string) (directory.Group, error), id string) (directory.Group, error) {
 	g, err := get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (g.DeletedAt != nil || !strings.HasPrefix(g.Source, "scim:"))) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (g.DeletedAt != nil || !strings.HasPrefix(g.Source, scimSourcePrefix))) {
 		return g, notFound("Group", id)
 	}
 	if err != nil {
@@ -70,7 +70,7 @@ func (o groupOps) get(ctx context.Context, id string, p projection) (map[string]
 }
 
 func (o groupOps) list(ctx context.Context, q listQuery, p projection) ([]map[string]any, int64, error) {
-	page, err := o.h.b.ListGroups(ctx, store.GroupQuery{Filter: q.Filter, SortBy: q.SortBy, SortDesc: q.SortDesc, Offset: q.Offset, Limit: q.Limit})
+	page, err := o.h.b.ListGroups(ctx, store.GroupQuery{Filter: scimGroups(q.Filter), SortBy: q.SortBy, SortDesc: q.SortDesc, Offset: q.Offset, Limit: q.Limit})
 	if err != nil {
 		return nil, 0, fmt.Errorf("scim: list groups: %w", err)
 	}
@@ -84,6 +84,19 @@ func (o groupOps) list(ctx context.Context, q listQuery, p projection) ([]map[st
 	}
 	return out, page.Total, nil
 }
+
+// scimGroups narrows a group filter to the groups of SCIM sources, the
+// only groups SCIM serves (visibleGroup applies the same rule by id).
+func scimGroups(f store.Filter) store.Filter {
+	src := store.Cmp{Field: "source", Op: store.OpSw, Value: scimSourcePrefix}
+	if f == nil {
+		return src
+	}
+	return store.And{Left: src, Right: f}
+}
+
+// scimSourcePrefix starts the source of every SCIM-provisioned group.
+const scimSourcePrefix = "scim:"
 
 // checkUsers verifies that every id names a live user: O(len(ids)).
 func checkUsers(ctx context.Context, tx store.Tx, ids []string) error {
