@@ -33,6 +33,13 @@ func init() {
 	})
 }
 
+// Test hooks (nil in production): the clock of the case-access service and
+// its expiry timer, and a callback after every expiry pass.
+var (
+	testCaseClock caseaccess.Clock
+	testCaseSweep func(caseaccess.SweepResult)
+)
+
 // caseStore is implemented by store/sqlstore.
 type caseStore interface {
 	CaseAccess() caseaccess.Store
@@ -51,7 +58,11 @@ func (a *App) caseService(st store.Store) (*caseaccess.Service, caseaccess.Store
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := caseaccess.New(caseaccess.Options{Store: cs, Now: a.Now, Log: a.Logger,
+	now := a.Now
+	if testCaseClock != nil {
+		now = testCaseClock.Now
+	}
+	svc, err := caseaccess.New(caseaccess.Options{Store: cs, Now: now, Log: a.Logger,
 		ChambersDomains: a.Config.CaseAccess.ChambersDomains})
 	if err != nil {
 		return nil, nil, err
@@ -66,7 +77,7 @@ func setupCaseAccess(ctx context.Context, app *App) error {
 	}
 	c := app.Config.CaseAccess.Expiry
 	exp, err := caseaccess.NewExpirer(caseaccess.ExpirerOptions{Service: svc, Store: cs, Holder: replicaID(),
-		LeaseTTL: c.LeaseTTL, MaxWait: c.MaxWait, Batch: c.Batch, Log: app.Logger})
+		LeaseTTL: c.LeaseTTL, MaxWait: c.MaxWait, Batch: c.Batch, Log: app.Logger, Clock: testCaseClock, OnSweep: testCaseSweep})
 	if err != nil {
 		return err
 	}
