@@ -212,12 +212,13 @@ func (s *Server) RequireScope(scope string, h http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required")
 			return
 		}
-		p, ok := s.verifier.Verify(tok)
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="dirsyncd", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "the bearer token is not valid")
+		c, f := s.authenticateBearer(r.Context(), tok) // static tokens, then OIDC (authn.go)
+		if f != nil {
+			s.logRefusal(r, f)
+			f.write(w)
 			return
 		}
+		p := c.p
 		recordOf(r.Context()).principal = p.Name
 		if s.rateLimited(w, p) {
 			return
@@ -226,7 +227,7 @@ func (s *Server) RequireScope(scope string, h http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the token lacks scope %q", scope))
 			return
 		}
-		h.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		h.ServeHTTP(w, r.WithContext(withCaller(r.Context(), c)))
 	})
 }
 

@@ -47,6 +47,8 @@ type Options struct {
 	Now      func() time.Time
 	// Ready, when set, receives the listening address once (tests, dev banner).
 	Ready func(addr net.Addr)
+	// Admin, when set, mounts the admin API and the pages (admin.go).
+	Admin *AdminOptions
 }
 
 // Server is the HTTP server.
@@ -63,6 +65,7 @@ type Server struct {
 	maxBody  int64
 	ready    func(net.Addr)
 	limiter  *limiter
+	adm      *adminState // nil without Options.Admin
 }
 
 // New builds the server and its routes.
@@ -93,6 +96,11 @@ func New(o Options) (*Server, error) {
 	s.Handle("GET /api/v1/runs", auth.ScopeAdminRead, http.HandlerFunc(s.listRuns))
 	s.Handle("GET /api/v1/runs/{id}", auth.ScopeAdminRead, http.HandlerFunc(s.getRun))
 	s.Handle("POST /api/v1/runs", auth.ScopeAdminWrite, http.HandlerFunc(s.postRun))
+	if o.Admin != nil {
+		if err := s.setupAdmin(o.Admin); err != nil {
+			return nil, err
+		}
+	}
 	// Outermost first: request id, access log, panic recovery, metrics,
 	// body limit, then the mux (whose routes check scopes).
 	var h http.Handler = http.HandlerFunc(s.serveMux)

@@ -57,7 +57,12 @@ func (a *App) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	adminOpts, err := a.adminOptions() // admin API, pages, OIDC sign-in (admin.go)
+	if err != nil {
+		return err
+	}
 	a.Server, err = server.New(server.Options{
+		Admin:    adminOpts,
 		Config:   a.Config.Server,
 		Store:    a.Store,
 		Verifier: a.Verifier,

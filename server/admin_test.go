@@ -1,0 +1,319 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+func TestAdminAuthentication(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	alice := e.token("alice@firm.example")
+	cases := []struct {
+		name, token string
+		code        int
+		errCode     string
+	}{
+		{"no token", "", 401, "unauthenticated"},
+		{"unknown static token", "nope-0123456789", 401, "unauthenticated"},
+		{"foreign signature", e.issuer.ForeignToken(map[string]any{"email": "alice@firm.example"}), 401, "unauthenticated"},
+		{"expired", e.issuer.Token(map[string]any{"email": "alice@firm.example", "exp": time.Now().Add(-time.Minute).Unix()}), 401, "unauthenticated"},
+		{"wrong audience", e.issuer.Token(map[string]any{"email": "alice@firm.example", "aud": "other"}), 401, "unauthenticated"},
+		{"valid token, no such user", e.token("mallory@nowhere.example"), 403, "no_account"},
+		{"valid OIDC token", alice, 200, ""},
+		{"static token", tokRead, 200, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.call(t, "GET", "/api/v1/me", c.token, "")
+			if r.code != c.code {
+				t.Fatalf("status %d, want %d: %s", r.code, c.code, r.body)
+			}
+			if c.errCode != "" && errorCode(t, r.body) != c.errCode {
+				t.Fatalf("code %q, want %q", errorCode(t, r.body), c.errCode)
+			}
+		})
+	}
+	var me Me
+	r := e.call(t, "GET", "/api/v1/me", alice, "")
+	if err := json.Unmarshal([]byte(r.body), &me); err != nil || me.UserID != e.alice.ID || len(me.Manages) != 1 || me.Manages[0] != "3856" || me.Support {
+		t.Fatalf("me = %+v (%v)", me, err)
+	}
+	r = e.call(t, "GET", "/api/v1/me", e.token("ops@agency.example"), "")
+	if err := json.Unmarshal([]byte(r.body), &me); err != nil || !me.Support || me.Actor != "support:ops@agency.example" {
+		t.Fatalf("support me = %+v (%v)", me, err)
+	}
+	// Every refusal is logged, never with the token.
+	if e.logs.FilterMessage("refused").Len() < 5 {
+		t.Fatalf("refusals logged: %d", e.logs.FilterMessage("refused").Len())
+	}
+	for _, l := range e.logs.All() {
+		b, _ := json.Marshal(l.ContextMap())
+		if strings.Contains(string(b), "eyJ") || strings.Contains(string(b), "nope-0123456789") {
+			t.Fatalf("a token reached the log: %s %s", l.Message, b)
+		}
+	}
+}
+
+func TestAdminUserVisibility(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	alice, support := e.token("alice@firm.example"), e.token("ops@agency.example")
+	cases := []struct {
+		name, token, path string
+		code              int
+	}{
+		{"manager reads own-firm user", alice, "/api/v1/users/" + e.bob.ID, 200},
+		{"manager reads self", alice, "/api/v1/users/" + e.alice.ID, 200},
+		{"manager refused other firm's user (403, not 404)", alice, "/api/v1/users/" + e.carol.ID, 403},
+		{"manager refused unknown id (403: no existence leak)", alice, "/api/v1/users/00000000-0000-0000-0000-000000000000", 403},
+		{"support reads any firm's user", support, "/api/v1/users/" + e.carol.ID, 200},
+		{"support gets 404 for unknown id", support, "/api/v1/users/00000000-0000-0000-0000-000000000000", 404},
+		{"read token reads any user", tokRead, "/api/v1/users/" + e.carol.ID, 200},
+		{"staff without manager role refused", e.token("bob@firm.example"), "/api/v1/users/" + e.alice.ID, 403},
+		{"manager searches own firm", alice, "/api/v1/users?firm=3856", 200},
+		{"manager refused search of other firm", alice, "/api/v1/users?firm=4000", 403},
+		{"manager refused firm detail of other firm", alice, "/api/v1/firms/4000", 403},
+		{"manager reads own firm", alice, "/api/v1/firms/3856", 200},
+		{"manager refused runs", alice, "/api/v1/runs", 403},
+		{"OIDC support reads runs", support, "/api/v1/runs", 200},
+		{"manager refused whole audit log", alice, "/api/v1/audit", 403},
+		{"manager reads own-firm user's history", alice, "/api/v1/audit?user=" + e.bob.ID, 200},
+		{"manager refused other firm user's history", alice, "/api/v1/audit?user=" + e.carol.ID, 403},
+		{"support reads the audit log", support, "/api/v1/audit", 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.call(t, "GET", c.path, c.token, "")
+			if r.code != c.code {
+				t.Fatalf("status %d, want %d: %s", r.code, c.code, r.body)
+			}
+			if c.code == 403 && (strings.Contains(r.body, "carol") || strings.Contains(r.body, "jones")) {
+				t.Fatalf("refusal leaks the other firm's data: %s", r.body)
+			}
+		})
+	}
+	// A default search by a manager lists only own-firm users.
+	var list UserList
+	r := e.call(t, "GET", "/api/v1/users", alice, "")
+	if err := json.Unmarshal([]byte(r.body), &list); err != nil || len(list.Users) != 2 {
+		t.Fatalf("manager search: %s", r.body)
+	}
+	for _, u := range list.Users {
+		if u.FirmNumber != "3856" {
+			t.Fatalf("manager sees %+v", u)
+		}
+	}
+	// Support searches everyone; text and status filters apply.
+	r = e.call(t, "GET", "/api/v1/users?q=CAR", support, "")
+	if err := json.Unmarshal([]byte(r.body), &list); err != nil || len(list.Users) != 1 || list.Users[0].UserName != "carol" {
+		t.Fatalf("support search q=CAR: %s", r.body)
+	}
+	r = e.call(t, "GET", "/api/v1/users?status=Complete", support, "")
+	if err := json.Unmarshal([]byte(r.body), &list); err != nil || len(list.Users) != 1 || list.Users[0].UserName != "carol" {
+		t.Fatalf("status=Complete: %s", r.body)
+	}
+	r = e.call(t, "GET", "/api/v1/users?status=Incomplete", support, "")
+	if err := json.Unmarshal([]byte(r.body), &list); err != nil || len(list.Users) != 2 {
+		t.Fatalf("status=Incomplete: %s", r.body)
+	}
+	// Detail: grants with provenance, status, links and explain; no-store.
+	r = e.call(t, "GET", "/api/v1/users/"+e.carol.ID, support, "")
+	var d UserDetail
+	if err := json.Unmarshal([]byte(r.body), &d); err != nil || d.Status != "Complete" || len(d.Grants) != 1 ||
+		d.Grants[0].Provenance[0].Ref != "ccms-staff" || len(d.Links) != 1 || d.Explain == nil || len(d.Explain.Firms) == 0 {
+		t.Fatalf("detail: %s", r.body)
+	}
+	if r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("personal data without no-store: %v", r.header)
+	}
+	// Managers see firms of their own only.
+	r = e.call(t, "GET", "/api/v1/firms", alice, "")
+	if !strings.Contains(r.body, `"3856"`) || strings.Contains(r.body, `"4000"`) {
+		t.Fatalf("manager firms: %s", r.body)
+	}
+}
+
+func grantBody(firm, service, role string, offices ...string) string {
+	b, _ := json.Marshal(GrantRequest{FirmNumber: firm, Service: service, Role: role, Offices: offices})
+	return string(b)
+}
+
+func TestAdminGrantRules(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	alice, support := e.token("alice@firm.example"), e.token("ops@agency.example")
+	bob, carol, self := "/api/v1/users/"+e.bob.ID+"/grants", "/api/v1/users/"+e.carol.ID+"/grants", "/api/v1/users/"+e.alice.ID+"/grants"
+	cases := []struct {
+		name, token, method, path, body string
+		code                            int
+		field                           string // named in a 400 message
+	}{
+		// Firm User Manager: service roles and offices of own firm, self included.
+		{"manager gives service role with own office", alice, "POST", bob, grantBody("3856", "ccms", "case-management", "0Q731M"), 201, ""},
+		{"manager changes its offices", alice, "POST", bob, grantBody("3856", "ccms", "case-management", "0Q731M", "1A001L"), 200, ""},
+		{"manager gives service role to self", alice, "POST", self, grantBody("3856", "crime-apply", "access"), 201, ""},
+		{"manager gives auto-grant service without role", alice, "POST", bob, grantBody("3856", "civil-apply", ""), 201, ""},
+		{"manager refused admin role to staff", alice, "POST", bob, grantBody("3856", "ccms", "firm-administrator"), 403, ""},
+		{"manager refused admin role to self", alice, "POST", self, grantBody("3856", "ccms", "firm-administrator"), 403, ""},
+		{"manager refused Firm User Manager to staff", alice, "POST", bob, grantBody("3856", "manage-users", "firm-user-manager"), 403, ""},
+		{"manager refused other firm's user", alice, "POST", carol, grantBody("4000", "ccms", "case-management", "2B002X"), 403, ""},
+		{"manager refused granting in other firm", alice, "POST", bob, grantBody("4000", "ccms", "case-management"), 403, ""},
+		{"manager refused office of another firm", alice, "POST", bob, grantBody("3856", "ccms", "bill-preparation", "2B002X"), 400, "offices"},
+		{"manager refused unknown office", alice, "POST", bob, grantBody("3856", "ccms", "bill-preparation", "ZZZZZZ"), 400, "offices"},
+		{"role not offered to the firm type", support, "POST", bob, grantBody("3856", "ccms", "chambers-administrator"), 400, "role"},
+		{"unknown role", alice, "POST", bob, grantBody("3856", "ccms", "nope"), 400, "role"},
+		{"unknown service", alice, "POST", bob, grantBody("3856", "nope", "x"), 400, "service"},
+		{"missing firm", alice, "POST", bob, grantBody("", "ccms", "case-management"), 400, "firmNumber"},
+		{"support gives admin role", support, "POST", bob, grantBody("3856", "ccms", "firm-administrator"), 201, ""},
+		{"support gives role in any firm", support, "POST", carol, grantBody("4000", "ccms", "bill-preparation", "2B002X"), 201, ""},
+		{"support refused office of another firm", support, "POST", carol, grantBody("4000", "ccms", "bill-supervisor", "0Q731M"), 400, "offices"},
+		{"support refused firm the user is not in", support, "POST", carol, grantBody("3856", "ccms", "bill-supervisor"), 400, "firmNumber"},
+		{"read token refused grants", tokRead, "POST", bob, grantBody("3856", "ccms", "bill-supervisor"), 403, ""},
+		{"write token gives service role", tokWrite, "POST", bob, grantBody("3856", "ccms", "bill-supervisor"), 201, ""},
+		{"write token gives another service role", tokWrite, "POST", bob, grantBody("3856", "ccms", "office-manager"), 201, ""},
+		{"write token refused admin role", tokWrite, "POST", carol, grantBody("4000", "ccms", "firm-administrator"), 403, ""},
+		// Removals follow the same rules.
+		{"manager removes service role", alice, "DELETE", bob + "/3856/ccms/bill-supervisor", "", 204, ""},
+		{"manager refused removing admin role", alice, "DELETE", bob + "/3856/ccms/firm-administrator", "", 403, ""},
+		{"manager refused removing other firm's grant", alice, "DELETE", carol + "/4000/ccms/case-management", "", 403, ""},
+		{"support removes admin role", support, "DELETE", bob + "/3856/ccms/firm-administrator", "", 204, ""},
+		{"removing a role not held is 404", support, "DELETE", bob + "/3856/ccms/firm-administrator", "", 404, ""},
+		// Bad input.
+		{"malformed JSON", alice, "POST", bob, `{"firmNumber":`, 400, ""},
+		{"unknown JSON field", alice, "POST", bob, `{"firmNumber":"3856","bogus":1}`, 400, ""},
+		{"oversized body", alice, "POST", bob, `{"firmNumber":"` + strings.Repeat("x", 5000) + `"}`, 413, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.call(t, c.method, c.path, c.token, c.body)
+			if r.code != c.code {
+				t.Fatalf("status %d, want %d: %s", r.code, c.code, r.body)
+			}
+			if c.field != "" && !strings.Contains(r.body, `\"`+c.field+`\"`) {
+				t.Fatalf("400 does not name %q: %s", c.field, r.body)
+			}
+			if c.code == 403 && strings.Contains(r.body, "carol") {
+				t.Fatalf("leak: %s", r.body)
+			}
+		})
+	}
+	ctx := context.Background()
+	// The manager's grant is manual, with alice as the actor, audited with her.
+	g, err := e.st.GetGrant(ctx, directory.GrantKey{UserID: e.bob.ID, FirmNumber: "3856", Service: "ccms", Role: "case-management"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "admin:" + e.alice.ID
+	if len(g.Provenance) != 1 || g.Provenance[0].Kind != directory.ProvManual || g.Provenance[0].Ref != want ||
+		strings.Join(g.Offices, ",") != "0Q731M,1A001L" {
+		t.Fatalf("grant = %+v", g)
+	}
+	var byAlice, bySupport []audit.Event
+	err = e.st.Audit(ctx, store.AuditFilter{ObjectID: e.bob.ID}, func(ev audit.Event) error {
+		switch ev.Actor {
+		case want:
+			byAlice = append(byAlice, ev)
+		case "support:ops@agency.example":
+			bySupport = append(bySupport, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// alice: put, update, civil-apply, delete bill-supervisor; support: put and delete firm-administrator.
+	if len(byAlice) != 4 || len(bySupport) != 2 {
+		t.Fatalf("audit by alice %d, by support %d", len(byAlice), len(bySupport))
+	}
+	for _, ev := range byAlice {
+		if ev.RequestID == "" || (ev.Action != "grant.put" && ev.Action != "grant.delete") {
+			t.Fatalf("event %+v", ev)
+		}
+	}
+	// Nothing was written by a refused request: bob holds no admin role.
+	if _, err := e.st.GetGrant(ctx, directory.GrantKey{UserID: e.bob.ID, FirmNumber: "3856", Service: "ccms", Role: "firm-administrator"}); !isNotFound(err) {
+		t.Fatalf("admin role present after removal: %v", err)
+	}
+	if _, err := e.st.GetGrant(ctx, directory.GrantKey{UserID: e.alice.ID, FirmNumber: "3856", Service: "ccms", Role: "firm-administrator"}); !isNotFound(err) {
+		t.Fatalf("refused self-grant of an admin role was written: %v", err)
+	}
+}
+
+func TestAdminAuditCatalogueRuns(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	alice, support := e.token("alice@firm.example"), e.token("ops@agency.example")
+	if r := e.call(t, "POST", "/api/v1/users/"+e.bob.ID+"/grants", alice, grantBody("3856", "ccms", "case-management", "0Q731M")); r.code != 201 {
+		t.Fatalf("grant: %d %s", r.code, r.body)
+	}
+	// Audit filter and CSV export.
+	r := e.call(t, "GET", "/api/v1/audit?actor=admin:"+e.alice.ID+"&action=grant.put", support, "")
+	var al AuditList
+	if err := json.Unmarshal([]byte(r.body), &al); err != nil || len(al.Events) != 1 || al.Events[0].ObjectID != e.bob.ID {
+		t.Fatalf("audit filter: %s", r.body)
+	}
+	r = e.call(t, "GET", "/api/v1/audit?format=csv&user="+e.bob.ID, support, "")
+	lines := strings.Split(strings.TrimSpace(r.body), "\n")
+	if r.code != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") || !strings.HasPrefix(lines[0], "seq,time,actor,action") ||
+		!strings.Contains(r.body, "grant.put") || len(lines) < 2 {
+		t.Fatalf("csv: %d %v %s", r.code, r.header, r.body)
+	}
+	if r := e.call(t, "GET", "/api/v1/audit?since=yesterday", support, ""); r.code != 400 || !strings.Contains(r.body, `\"since\"`) {
+		t.Fatalf("bad since: %d %s", r.code, r.body)
+	}
+	// Catalogue: admin roles are not grantable by a firm admin.
+	r = e.call(t, "GET", "/api/v1/catalogue", alice, "")
+	var cat struct{ Services []CatalogueService }
+	if err := json.Unmarshal([]byte(r.body), &cat); err != nil || len(cat.Services) == 0 {
+		t.Fatalf("catalogue: %s", r.body)
+	}
+	for _, s := range cat.Services {
+		for _, role := range s.Roles {
+			if role.Admin == role.Grantable {
+				t.Fatalf("role %s admin=%v grantable=%v for a firm admin", role.ID, role.Admin, role.Grantable)
+			}
+		}
+	}
+	// Held plan and approve by hash: support only, exact hash.
+	if r := e.call(t, "GET", "/api/v1/runs/run-held/plan", alice, ""); r.code != 403 {
+		t.Fatalf("manager plan: %d", r.code)
+	}
+	r = e.call(t, "GET", "/api/v1/runs/run-held/plan", support, "")
+	var hp HeldPlan
+	if err := json.Unmarshal([]byte(r.body), &hp); err != nil || hp.PlanHash != "h-123" || !strings.Contains(string(hp.Plan), "case-management") {
+		t.Fatalf("plan: %s", r.body)
+	}
+	if r := e.call(t, "POST", "/api/v1/runs/run-held/approve", tokWrite, `{"planHash":"h-123"}`); r.code != 403 {
+		t.Fatalf("write token approve: %d %s", r.code, r.body)
+	}
+	if r := e.call(t, "POST", "/api/v1/runs/run-held/approve", support, `{"planHash":"wrong"}`); r.code != 409 || errorCode(t, r.body) != "plan_mismatch" {
+		t.Fatalf("wrong hash: %d %s", r.code, r.body)
+	}
+	if r := e.call(t, "POST", "/api/v1/runs/run-held/approve", support, `{}`); r.code != 400 || !strings.Contains(r.body, "planHash") {
+		t.Fatalf("no hash: %d %s", r.code, r.body)
+	}
+	if r := e.call(t, "POST", "/api/v1/runs/nope/approve", support, `{"planHash":"h"}`); r.code != 404 {
+		t.Fatalf("unknown run: %d %s", r.code, r.body)
+	}
+	if r := e.call(t, "POST", "/api/v1/runs/run-held/approve", support, `{"planHash":"h-123"}`); r.code != 200 {
+		t.Fatalf("approve: %d %s", r.code, r.body)
+	}
+	if got := e.approver.calls[len(e.approver.calls)-1]; got != "run-held h-123 support:ops@agency.example" {
+		t.Fatalf("approver call %q", got)
+	}
+	if r := e.call(t, "POST", "/api/v1/runs/run-held/approve", support, `{"planHash":"h-123"}`); r.code != 409 || errorCode(t, r.body) != "not_held" {
+		t.Fatalf("second approve: %d %s", r.code, r.body)
+	}
+	// Run detail pages items; filter by action.
+	r = e.call(t, "GET", "/api/v1/runs/run-ldap?action=failed", support, "")
+	var rd RunDetail
+	if err := json.Unmarshal([]byte(r.body), &rd); err != nil || len(rd.Items) != 1 || rd.Items[0].Action != "failed" {
+		t.Fatalf("run detail: %s", r.body)
+	}
+	_ = http.StatusOK
+}
