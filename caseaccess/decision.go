@@ -144,8 +144,8 @@ func (s *Service) facts(ctx context.Context, ref, user string) (Facts, error) {
 	if err != nil && !isNotFound(err) {
 		return Facts{}, fmt.Errorf("caseaccess: read case %q: %w", ref, err)
 	}
-	if err != nil || f.User.DeletedAt != nil {
-		u, err := ResolveUser(ctx, s.st, "user", user)
+	if err != nil || f.User.DeletedAt != nil { // not an id (of a user not deleted)
+		u, err := resolveByName(ctx, s.st, "user", user)
 		if err != nil {
 			return Facts{}, err
 		}

@@ -90,7 +90,12 @@ func ResolveUser(ctx context.Context, r Reader, field, ref string) (directory.Us
 	if err != nil && !isNotFound(err) {
 		return directory.User{}, fmt.Errorf("caseaccess: get user %q: %w", ref, err)
 	}
-	u, err = r.GetUserByUserName(ctx, ref)
+	return resolveByName(ctx, r, field, ref)
+}
+
+// resolveByName finds a user by userName or primary e-mail.
+func resolveByName(ctx context.Context, r Reader, field, ref string) (directory.User, error) {
+	u, err := r.GetUserByUserName(ctx, ref)
 	if err == nil {
 		return u, nil
 	}
@@ -282,7 +287,8 @@ func (s *Service) checkGrantor(ctx context.Context, r Reader, ref string, u dire
 	}
 	inv, err := r.LiveInvite(ctx, ref, u.ID)
 	if isNotFound(err) || (err == nil && !inv.Live(now)) {
-		return forbidden("inviter", "user %s has no access to case %s and cannot invite", u.UserName, ref)
+		return forbidden("inviter", "user %s has no live invite to case %s and cannot invite (only users invited as %s or %s can)",
+			u.UserName, ref, RoleProsecutor, RoleOutsideProsecutingAdvocate)
 	}
 	if err != nil {
 		return fmt.Errorf("caseaccess: read inviter's invite: %w", err)
