@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// browser is a Go HTTP client with a cookie jar, playing the browser.
+type browser struct {
+	t *testing.T
+	c *http.Client
+	e *adminEnv
+}
+
+func (e *adminEnv) browser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, c: &http.Client{Jar: jar}, e: e}
+}
+
+func (b *browser) get(path string) (*http.Response, string) {
+	b.t.Helper()
+	u := path
+	if strings.HasPrefix(path, "/") {
+		u = b.e.url + path
+	}
+	resp, err := b.c.Get(u)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func (b *browser) post(path string, form url.Values, hdr ...string) (*http.Response, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest("POST", b.e.url+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// signIn opens path, is sent to the local issuer, types email there and
+// comes back signed in.
+func (b *browser) signIn(path, email string) (*http.Response, string) {
+	b.t.Helper()
+	resp, body := b.get(path)
+	if !strings.HasPrefix(resp.Request.URL.String(), b.e.issuer.URL+"/authorize") || !strings.Contains(body, "Local issuer") {
+		b.t.Fatalf("not sent to the issuer: %s", resp.Request.URL)
+	}
+	q := resp.Request.URL.Query()
+	form := url.Values{"email": {email}, "state": {q.Get("state")}, "nonce": {q.Get("nonce")},
+		"code_challenge": {q.Get("code_challenge")}, "redirect_uri": {q.Get("redirect_uri")}}
+	r2, err := b.c.PostForm(b.e.issuer.URL+"/authorize", form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer r2.Body.Close()
+	out, _ := io.ReadAll(r2.Body)
+	return r2, string(out)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+func csrfOf(t *testing.T, body string) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no CSRF token in page")
+	}
+	return m[1]
+}
+
+func TestUISupportPages(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{insecureCookies: true, runItems: 120})
+	b := e.browser(t)
+	resp, body := b.signIn("/ui/runs", "ops@agency.example")
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/ui/runs" {
+		t.Fatalf("after sign-in: %d %s", resp.StatusCode, resp.Request.URL)
+	}
+	h := resp.Header
+	if !strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") || h.Get("Cache-Control") != "no-store" ||
+		h.Get("X-Frame-Options") != "DENY" || h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("security headers: %v", h)
+	}
+	for _, want := range []string{`href="/ui/runs/run-held/plan"`, `class="stands" data-status="failed"`, `class="stands" data-status="held"`,
+		`<svg id="chart"`, `class="changes"`, "cwa: snapshot: service unavailable", "ldap-full", "1m30s"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("runs page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<script") {
+		t.Fatal("pages must work without JavaScript")
+	}
+	// The login is audited with the signed-in identity as actor.
+	n := 0
+	_ = e.st.Audit(context.Background(), store.AuditFilter{Action: "user.login"}, func(ev audit.Event) error {
+		if ev.Actor == "support:ops@agency.example" {
+			n++
+		}
+		return nil
+	})
+	if n != 1 {
+		t.Fatalf("login events: %d", n)
+	}
+	// Run detail: paged, filtered by action, exported.
+	_, body = b.get("/ui/runs/run-ldap")
+	if c := strings.Count(body, `class="item"`); c != defaultLimit || !strings.Contains(body, `id="next"`) {
+		t.Fatalf("first page shows %d items", c)
+	}
+	_, body = b.get("/ui/runs/run-ldap?action=failed")
+	if c := strings.Count(body, `class="item" data-action="failed"`); c != 40 || strings.Contains(body, `data-action="created"`) {
+		t.Fatalf("filtered page: %d failed items", c)
+	}
+	resp, body = b.get("/ui/runs/run-ldap?action=failed&format=csv")
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || len(lines) != 41 || lines[0] != "seq,action,objectType,objectId,reason,before,after" {
+		t.Fatalf("csv export: %d lines, %v", len(lines), resp.Header)
+	}
+	_, body = b.get("/ui/runs/run-ldap?format=json")
+	var items []map[string]any
+	if err := json.Unmarshal([]byte(body), &items); err != nil || len(items) != 120 {
+		t.Fatalf("json export: %d items, %v", len(items), err)
+	}
+	// Held plan and approve: CSRF required.
+	_, body = b.get("/ui/runs/run-held/plan")
+	if !strings.Contains(body, `id="approve"`) || !strings.Contains(body, "no rule grants it") {
+		t.Fatalf("plan page: %s", body)
+	}
+	tok := csrfOf(t, body)
+	if resp, _ := b.post("/ui/runs/run-held/approve", url.Values{"planHash": {"h-123"}}); resp.StatusCode != 403 {
+		t.Fatalf("approve without CSRF: %d", resp.StatusCode)
+	}
+	if resp, _ := b.post("/ui/runs/run-held/approve", url.Values{"planHash": {"h-123"}, "csrf": {strings.Repeat("0", 64)}}); resp.StatusCode != 403 {
+		t.Fatalf("approve with a wrong CSRF token: %d", resp.StatusCode)
+	}
+	if resp, _ := b.post("/ui/runs/run-held/approve", url.Values{"planHash": {"h-123"}, "csrf": {tok}}, "Origin", "https://evil.example"); resp.StatusCode != 403 {
+		t.Fatalf("cross-origin approve: %d", resp.StatusCode)
+	}
+	if len(e.approver.calls) != 0 {
+		t.Fatalf("refused posts reached the approver: %v", e.approver.calls)
+	}
+	resp, body = b.post("/ui/runs/run-held/approve", url.Values{"planHash": {"h-123"}, "csrf": {tok}})
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/ui/runs/run-held" || !strings.Contains(body, `id="status" class="ok"`) {
+		t.Fatalf("approve: %d %s", resp.StatusCode, resp.Request.URL)
+	}
+	// Audit search and CSV.
+	_, body = b.get("/ui/audit?action=run.approve")
+	if !strings.Contains(body, "support:ops@agency.example") {
+		t.Fatalf("audit page lacks the approval")
+	}
+	resp, body = b.get("/ui/audit?format=csv&action=run.approve")
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || !strings.Contains(body, "run.approve") {
+		t.Fatalf("audit csv: %s", body)
+	}
+	// Sign out ends the session.
+	_, body = b.get("/ui/users")
+	b.post("/ui/logout", url.Values{"csrf": {csrfOf(t, body)}})
+	if resp, _ := b.get("/ui/runs"); !strings.HasPrefix(resp.Request.URL.String(), e.issuer.URL) {
+		t.Fatalf("still signed in after logout: %s", resp.Request.URL)
+	}
+}
+
+func TestUIFirmAdminLimits(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{insecureCookies: true})
+	b := e.browser(t)
+	resp, body := b.signIn("/ui/runs", "alice@firm.example")
+	if resp.Request.URL.Path != "/ui/users" || !strings.Contains(body, "bob") || strings.Contains(body, "carol") {
+		t.Fatalf("manager lands on %s: %s", resp.Request.URL, body)
+	}
+	if resp, _ := b.get("/ui/runs"); resp.StatusCode != 403 {
+		t.Fatalf("manager runs page: %d", resp.StatusCode)
+	}
+	if resp, body := b.get("/ui/users/" + e.carol.ID); resp.StatusCode != 403 || strings.Contains(body, "carol@") {
+		t.Fatalf("other firm's user page: %d", resp.StatusCode)
+	}
+	if resp, _ := b.get("/ui/users?firm=4000"); resp.StatusCode != 403 {
+		t.Fatalf("other firm search: %d", resp.StatusCode)
+	}
+	resp, body = b.get("/ui/users/" + e.bob.ID)
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("user page: %d", resp.StatusCode)
+	}
+	if strings.Contains(body, `value="ccms/firm-administrator"`) || !strings.Contains(body, `value="ccms/case-management"`) {
+		t.Fatal("the grant form must offer service roles and no admin role to a firm admin")
+	}
+	tok := csrfOf(t, body)
+	// A forged form asking for an admin role is refused by the server too.
+	resp, _ = b.post("/ui/users/"+e.bob.ID+"/grants", url.Values{"csrf": {tok}, "firmNumber": {"3856"}, "role": {"ccms/firm-administrator"}})
+	if resp.StatusCode != 403 {
+		t.Fatalf("admin role via form: %d", resp.StatusCode)
+	}
+	resp, body = b.post("/ui/users/"+e.bob.ID+"/grants", url.Values{"csrf": {tok}, "firmNumber": {"3856"}, "role": {"ccms/case-management"}, "offices": {"2B002X"}})
+	if resp.StatusCode != 400 || !strings.Contains(body, "does not belong to firm 3856") {
+		t.Fatalf("foreign office via form: %d", resp.StatusCode)
+	}
+	resp, body = b.post("/ui/users/"+e.bob.ID+"/grants", url.Values{"csrf": {tok}, "firmNumber": {"3856"}, "role": {"ccms/case-management"}, "offices": {"0Q731M"}})
+	if resp.StatusCode != 200 || !strings.Contains(body, `data-role="ccms/case-management"`) || !strings.Contains(body, "admin:"+e.alice.ID) {
+		t.Fatalf("grant via form: %d", resp.StatusCode)
+	}
+	resp, _ = b.post("/ui/users/"+e.bob.ID+"/revoke", url.Values{"firmNumber": {"3856"}, "service": {"ccms"}, "role": {"case-management"}})
+	if resp.StatusCode != 403 {
+		t.Fatalf("revoke without CSRF: %d", resp.StatusCode)
+	}
+	// A sign-in callback with a forged state is refused.
+	if resp, _ := b.get("/ui/callback?code=x&state=forged"); resp.StatusCode != 400 {
+		t.Fatalf("forged state: %d", resp.StatusCode)
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{"/ui/runs/x": "/ui/runs/x", "//evil.example/ui/": "/ui/runs", "https://evil.example": "/ui/runs",
+		"/ui/login": "/ui/runs", "/api/v1/users": "/ui/runs", "": "/ui/runs"} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
