@@ -199,8 +199,9 @@ func (e *adminEnv) seed(t testing.TB, ctx context.Context, items int) {
 		fin := start.Add(90 * time.Second)
 		ok := directory.Run{ID: "run-ldap", Job: "ldap-full", Trigger: "schedule", Status: directory.RunOK, StartedAt: start, FinishedAt: &fin,
 			Counts: map[string]int64{"created": 2, "updated": 1, "failed": 1}}
+		failFin := start.Add(time.Hour + 5*time.Second)
 		failed := directory.Run{ID: "run-cwa", Job: "cwa", Trigger: "manual", Status: directory.RunFailed, StartedAt: start.Add(time.Hour),
-			FinishedAt: &fin, Error: "cwa: snapshot: service unavailable"}
+			FinishedAt: &failFin, Error: "cwa: snapshot: service unavailable"}
 		e.heldRun = directory.Run{ID: "run-held", Job: "reconcile", Trigger: "schedule", Status: directory.RunHeld, StartedAt: start.Add(2 * time.Hour),
 			PlanHash: "h-123", Plan: []byte(`{"changes":[{"action":"revoke","userId":"` + e.carol.ID + `","userName":"carol","firm":"4000","service":"ccms","role":"case-management","reason":"no rule grants it"}]}`),
 			Counts: map[string]int64{"revoke": 1}}

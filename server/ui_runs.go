@@ -56,7 +56,7 @@ func rowOf(r directory.Run) runRow {
 	row := runRow{Run: r, Changes: runChanges(r), Failures: runFailures(r)}
 	if r.FinishedAt != nil {
 		row.Duration = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
-	} else {
+	} else if r.Status == directory.RunRunning {
 		row.Duration = "running"
 	}
 	keys := make([]string, 0, len(r.Counts))
@@ -107,7 +107,7 @@ func buildChart(runs []directory.Run) chart {
 		c.Bars = append(c.Bars, chartBar{X: i*14 + 2, ChangeY: chartH - ch, ChangeH: ch, FailY: chartH - fl, FailH: fl,
 			Label: fmt.Sprintf("%s %s: %d changes, %d failures", r.Job, r.StartedAt.UTC().Format(time.RFC3339), runChanges(r), runFailures(r))})
 	}
-	c.Width = len(runs)*14 + 4
+	c.Width = max(len(runs)*14+4, 360)
 	return c
 }
 
