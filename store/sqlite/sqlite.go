@@ -228,6 +228,8 @@ type stdTx struct {
 // placeholders costs about a tenth of a bulk load. Statements with many
 // arguments are prepared once per transaction (database/sql closes them at
 // commit or rollback); the cache is bounded so ad-hoc statements cannot grow it.
+// It complements the per-connection cache (stmtcache.go), which leaves long
+// texts such as these multi-row INSERTs alone.
 const (
 	cacheMinArgs  = 16
 	cacheMaxStmts = 32
