@@ -96,6 +96,9 @@ func NewEngine(cat *Catalogue, rs *RuleSet) *Engine {
 		for i := range r.Match.Groups {
 			g := &r.Match.Groups[i]
 			g.lname, g.lpattern = strings.ToLower(g.Name), strings.ToLower(g.Pattern)
+			if p, ok := strings.CutSuffix(g.lpattern, "*"); ok && !strings.ContainsAny(p, `*?[\`) {
+				g.prefix, g.isPrefix = p, true // "LAA Crime*": a plain prefix test
+			}
 			if g.DN != "" {
 				g.ldn = normDN(g.DN)
 			}
@@ -267,22 +270,25 @@ func (e *Engine) evaluate(f *Facts, trace bool) Result {
 			delete(desired, k)
 		}
 	}
+	res.Grants = make([]Desired, 0, len(desired))
 	for _, k := range order {
 		if d, ok := desired[k]; ok {
 			res.Grants = append(res.Grants, *d)
 		}
 	}
-	sort.Slice(res.Grants, func(i, j int) bool { return keyLess(res.Grants[i].Grant.Key(), res.Grants[j].Grant.Key()) })
-	held := make([]directory.Grant, 0, len(res.Grants)+len(f.Grants))
-	for _, d := range res.Grants {
-		held = append(held, d.Grant)
+	slices.SortFunc(res.Grants, func(a, b Desired) int { return keyCmp(a.Grant.Key(), b.Grant.Key()) })
+	// status over what the user will hold: the desired grants plus manual or
+	// source grants no rule produces
+	var st statusAcc
+	for i := range res.Grants {
+		st.add(e, &res.Grants[i].Grant)
 	}
-	for _, g := range f.Grants {
-		if _, ok := desired[g.Key()]; !ok && hasNonRule(g) {
-			held = append(held, g)
+	for i := range f.Grants {
+		if _, ok := desired[f.Grants[i].Key()]; !ok && hasNonRule(f.Grants[i]) {
+			st.add(e, &f.Grants[i])
 		}
 	}
-	res.Status = e.StatusOf(held)
+	res.Status = st.status()
 	return res
 }
 
@@ -316,20 +322,31 @@ func (e *Engine) conflict(x *Role, firm, user string, desired map[directory.Gran
 // without any service (non-admin) role, or holding a role that needs offices
 // without an office, is Incomplete.
 func (e *Engine) StatusOf(grants []directory.Grant) Status {
-	service := false
-	for _, g := range grants {
-		role, ok := e.cat.RoleOf(g.Service, g.Role)
-		if !ok {
-			continue
-		}
-		if role.NeedsOffices && !g.AllOffices && len(g.Offices) == 0 {
-			return StatusIncomplete
-		}
-		if !role.Admin {
-			service = true
-		}
+	var st statusAcc
+	for i := range grants {
+		st.add(e, &grants[i])
 	}
-	if !service {
+	return st.status()
+}
+
+// statusAcc accumulates StatusOf over grants one at a time.
+type statusAcc struct{ service, noOffice bool }
+
+func (a *statusAcc) add(e *Engine, g *directory.Grant) {
+	role, ok := e.cat.RoleOf(g.Service, g.Role)
+	if !ok {
+		return
+	}
+	if role.NeedsOffices && !g.AllOffices && len(g.Offices) == 0 {
+		a.noOffice = true
+	}
+	if !role.Admin {
+		a.service = true
+	}
+}
+
+func (a *statusAcc) status() Status {
+	if a.noOffice || !a.service {
 		return StatusIncomplete
 	}
 	return StatusComplete
@@ -348,17 +365,19 @@ func hasProv(ps []directory.Provenance, p directory.Provenance) bool {
 	return slices.Contains(ps, p)
 }
 
-func keyLess(a, b directory.GrantKey) bool {
-	if a.UserID != b.UserID {
-		return a.UserID < b.UserID
+func keyLess(a, b directory.GrantKey) bool { return keyCmp(a, b) < 0 }
+
+func keyCmp(a, b directory.GrantKey) int {
+	if c := strings.Compare(a.UserID, b.UserID); c != 0 {
+		return c
 	}
-	if a.FirmNumber != b.FirmNumber {
-		return a.FirmNumber < b.FirmNumber
+	if c := strings.Compare(a.FirmNumber, b.FirmNumber); c != 0 {
+		return c
 	}
-	if a.Service != b.Service {
-		return a.Service < b.Service
+	if c := strings.Compare(a.Service, b.Service); c != 0 {
+		return c
 	}
-	return a.Role < b.Role
+	return strings.Compare(a.Role, b.Role)
 }
 
 // KeyLess orders grant keys by user, firm, service, role.
@@ -412,7 +431,8 @@ type evalCtx struct {
 // match evaluates r's criteria for firm; it returns what matched, or (with
 // why) why not.
 func (ev *evalCtx) match(r *Rule, firm directory.Firm, why bool) (string, bool) {
-	var what []string
+	var buf [5]string
+	what := buf[:0]
 	m := &r.Match
 	if len(m.FirmTypes) > 0 {
 		if !slices.Contains(m.FirmTypes, firm.Type) {
@@ -546,6 +566,8 @@ func (ev *evalCtx) matchGroups(ms []GroupMatch) (string, bool) {
 					ldn = normDN(m.DN)
 				}
 				ok = ev.ldns[i] != "" && ldn == ev.ldns[i]
+			case m.isPrefix:
+				ok = strings.HasPrefix(ev.lnames[i], m.prefix)
 			case m.Pattern != "":
 				lp := m.lpattern
 				if lp == "" {

@@ -59,6 +59,8 @@ type GroupMatch struct {
 	Source  string `yaml:"source"`
 
 	lname, ldn, lpattern string // compiled by NewEngine
+	prefix               string // lpattern without its one trailing '*'
+	isPrefix             bool   // lpattern is prefix + "*"
 }
 
 // LegacyMatch matches legacy CWA office access.

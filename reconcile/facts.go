@@ -3,7 +3,10 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/mapping"
@@ -13,32 +16,23 @@ import (
 const pageSize = 5000
 
 // world is the part of the facts shared by every user: firms, offices and the
-// group graph. A full run also holds every direct membership, legacy login
-// and grant, read in bulk.
+// group graph (with every live group's ancestors precomputed).
 type world struct {
 	firms   map[string]directory.Firm
 	offices map[string][]directory.Office
 	groups  map[string]directory.Group // live groups by id
 	parents map[string][]string        // child group id -> parent group ids
 	anc     map[string][]mapping.GroupFact
-
-	// full runs only
-	full       bool
-	links      map[string][]directory.SourceLink // by user, from the sources read in bulk
-	userGroups map[string][]string
-	legacy     map[string][]directory.LegacyLogin
-	grants     map[string][]directory.Grant
-	grantCount int
 }
 
-// loadWorld reads firms, offices and the group graph; with full it also
-// reads every membership, legacy login and grant. Any error aborts: a failed
-// read is never taken for an absence.
-func loadWorld(ctx context.Context, s Store, full bool, linkSources []string) (*world, error) {
+// loadWorld reads firms, offices and the group graph (groups and every
+// edge, one query each). Any error aborts: a failed read is never taken
+// for an absence.
+func loadWorld(ctx context.Context, s Store) (*world, error) {
 	w := &world{
 		firms: map[string]directory.Firm{}, offices: map[string][]directory.Office{},
 		groups: map[string]directory.Group{}, parents: map[string][]string{},
-		anc: map[string][]mapping.GroupFact{}, full: full,
+		anc: map[string][]mapping.GroupFact{},
 	}
 	firms, err := s.ListFirms(ctx)
 	if err != nil {
@@ -61,130 +55,124 @@ func loadWorld(ctx context.Context, s Store, full bool, linkSources []string) (*
 	if int64(len(groups.Items)) != groups.Total {
 		return nil, fmt.Errorf("reconcile: list groups: read %d of %d", len(groups.Items), groups.Total)
 	}
-	if full {
-		w.userGroups = map[string][]string{}
-	}
 	for _, g := range groups.Items {
-		if g.DeletedAt != nil {
-			continue
+		if g.DeletedAt == nil {
+			w.groups[g.ID] = g
 		}
-		w.groups[g.ID] = g
-		children, err := s.ListGroupChildren(ctx, g.ID)
-		if err != nil {
-			return nil, fmt.Errorf("reconcile: list children of group %s: %w", g.ID, err)
-		}
-		for _, c := range children {
-			w.parents[c] = append(w.parents[c], g.ID)
-		}
-		if !full {
-			continue
-		}
-		after := ""
-		for {
-			ids, err := s.ListGroupMembers(ctx, g.ID, after, pageSize)
-			if err != nil {
-				return nil, fmt.Errorf("reconcile: list members of group %s: %w", g.ID, err)
-			}
-			for _, id := range ids {
-				w.userGroups[id] = append(w.userGroups[id], g.ID)
-			}
-			if len(ids) < pageSize {
-				break
-			}
-			after = ids[len(ids)-1]
+	}
+	edges, err := s.ListGroupEdges(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: list group edges: %w", err)
+	}
+	for _, e := range edges {
+		if _, ok := w.groups[e.ParentID]; ok {
+			w.parents[e.ChildID] = append(w.parents[e.ChildID], e.ParentID)
 		}
 	}
 	for id := range w.groups {
 		w.anc[id] = w.walkUp(id) // read-only from here: safe for parallel use
 	}
-	if !full {
-		return w, nil
-	}
-	if err := w.loadLinks(ctx, s, linkSources); err != nil {
-		return nil, err
-	}
-	logins, err := s.ListLegacyLogins(ctx, store.LegacyLoginQuery{})
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: list legacy logins: %w", err)
-	}
-	w.legacy = map[string][]directory.LegacyLogin{}
-	for _, l := range logins {
-		if l.UserID != "" {
-			w.legacy[l.UserID] = append(w.legacy[l.UserID], l)
-		}
-	}
-	grants, err := s.ListGrants(ctx, store.GrantQuery{})
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: list grants: %w", err)
-	}
-	// A full run holds every grant: keep only what the diff needs, with
-	// the many repeated strings (firm, service, role, provenance) interned.
-	in := interner{}
-	w.grants = map[string][]directory.Grant{}
-	for _, g := range grants {
-		c := directory.Grant{UserID: g.UserID, FirmNumber: in.s(g.FirmNumber), Service: in.s(g.Service), Role: in.s(g.Role),
-			AllOffices: g.AllOffices, Offices: g.Offices, Provenance: make([]directory.Provenance, len(g.Provenance))}
-		for i, p := range g.Provenance {
-			c.Provenance[i] = directory.Provenance{Kind: directory.ProvenanceKind(in.s(string(p.Kind))), Ref: in.s(p.Ref), Detail: in.s(p.Detail)}
-		}
-		w.grants[g.UserID] = append(w.grants[g.UserID], c)
-	}
-	w.grantCount = len(grants)
 	return w, nil
 }
 
-// interner shares one copy of repeated strings.
-type interner map[string]string
-
-func (in interner) s(v string) string {
-	if c, ok := in[v]; ok {
-		return c
-	}
-	in[v] = v
-	return v
+// page is the user-keyed facts of one page of users of a full run, read in
+// bulk by id range (one query per kind of fact).
+type page struct {
+	users       []directory.User
+	links       map[string][]directory.SourceLink
+	memberships map[string][]directory.FirmMembership
+	groups      map[string][]string // direct group ids
+	legacy      map[string][]directory.LegacyLogin
+	grants      map[string][]directory.Grant
+	nGrants     int
 }
 
-// loadLinks reads, in bulk, the links of the sources named and of every
-// source a group comes from (plus "cwa"). The per-user view this gives is
-// only trusted when it shows a live link; otherwise facts falls back to
-// reading the user's links one by one, so a source missing from the list
-// can never make a user look gone.
-func (w *world) loadLinks(ctx context.Context, s Store, extra []string) error {
-	sources := map[string]bool{"cwa": true}
-	for _, src := range extra {
-		sources[src] = true
+// loadPage reads the users after the given id (at most limit) and every fact
+// keyed by them, the five range reads concurrently. A page with no user is
+// the end.
+func loadPage(ctx context.Context, s Store, after string, limit int) (*page, error) {
+	users, err := s.ListUsersAfter(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: list users after %q: %w", after, err)
 	}
-	for _, g := range w.groups {
-		sources[g.Source] = true
+	p := &page{users: users}
+	if len(users) == 0 {
+		return p, nil
 	}
-	w.links = map[string][]directory.SourceLink{}
-	for src := range sources {
-		after := ""
-		for {
-			ls, err := s.ListLinks(ctx, src, after, pageSize)
-			if err != nil {
-				return fmt.Errorf("reconcile: list links of %s: %w", src, err)
-			}
-			for _, l := range ls {
-				l.Source, l.DN = src, "" // only liveness matters here
-				w.links[l.UserID] = append(w.links[l.UserID], l)
-			}
-			if len(ls) < pageSize {
-				break
-			}
-			after = ls[len(ls)-1].Key
+	rg := store.UserRange{From: users[0].ID, To: users[len(users)-1].ID}
+	of := func(what string, err error) error {
+		return fmt.Errorf("reconcile: %s of users %s..%s: %w", what, rg.From, rg.To, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		links, err := s.ListLinksInRange(gctx, rg)
+		if err != nil {
+			return of("links", err)
 		}
+		p.links = make(map[string][]directory.SourceLink, len(users))
+		for _, l := range links {
+			l.DN = "" // only source and liveness matter here
+			p.links[l.UserID] = append(p.links[l.UserID], l)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		ms, err := s.ListFirmMembershipsInRange(gctx, rg)
+		if err != nil {
+			return of("firm memberships", err)
+		}
+		p.memberships = make(map[string][]directory.FirmMembership, len(users))
+		for _, m := range ms {
+			p.memberships[m.UserID] = append(p.memberships[m.UserID], m)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		gms, err := s.ListGroupMembershipsInRange(gctx, rg)
+		if err != nil {
+			return of("group memberships", err)
+		}
+		p.groups = make(map[string][]string, len(users))
+		for _, m := range gms {
+			p.groups[m.UserID] = append(p.groups[m.UserID], m.GroupID)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		logins, err := s.ListLegacyLoginsInRange(gctx, rg)
+		if err != nil {
+			return of("legacy logins", err)
+		}
+		p.legacy = map[string][]directory.LegacyLogin{}
+		for _, l := range logins {
+			p.legacy[l.UserID] = append(p.legacy[l.UserID], l)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		grants, err := s.ListGrantsInRange(gctx, rg)
+		if err != nil {
+			return of("grants", err)
+		}
+		p.grants = make(map[string][]directory.Grant, len(users))
+		for _, gr := range grants {
+			p.grants[gr.UserID] = append(p.grants[gr.UserID], gr)
+		}
+		p.nGrants = len(grants)
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
-	return nil
+	return p, nil
 }
 
-func hasLive(ls []directory.SourceLink) bool {
-	for _, l := range ls {
-		if l.GoneAt == nil {
-			return true
-		}
-	}
-	return false
+// facts assembles the facts of one user of the page.
+func (w *world) pageFacts(p *page, u directory.User) *mapping.Facts {
+	f := &mapping.Facts{User: u, Firms: w.firms, Offices: w.offices,
+		Links: p.links[u.ID], Memberships: p.memberships[u.ID], LegacyLogins: p.legacy[u.ID], Grants: p.grants[u.ID]}
+	f.Groups = w.groupFacts(p.groups[u.ID])
+	return f
 }
 
 // ancestors returns group id and the groups containing it, transitively,
@@ -221,54 +209,74 @@ func (w *world) walkUp(id string) []mapping.GroupFact {
 	return out
 }
 
-// facts assembles the facts of u.
+// facts reads the facts of one user (event-driven runs, explain).
 func (w *world) facts(ctx context.Context, s Store, u directory.User) (*mapping.Facts, error) {
 	f := &mapping.Facts{User: u, Firms: w.firms, Offices: w.offices}
 	var err error
-	if ls := w.links[u.ID]; w.full && hasLive(ls) {
-		f.Links = ls
-	} else if f.Links, err = s.ListUserLinks(ctx, u.ID); err != nil {
+	if f.Links, err = s.ListUserLinks(ctx, u.ID); err != nil {
 		return nil, fmt.Errorf("reconcile: links of user %s: %w", u.ID, err)
 	}
 	if f.Memberships, err = s.ListFirmMemberships(ctx, u.ID); err != nil {
 		return nil, fmt.Errorf("reconcile: firm memberships of user %s: %w", u.ID, err)
 	}
-	var direct []string
-	if w.full {
-		direct = w.userGroups[u.ID]
-		f.LegacyLogins = w.legacy[u.ID]
-		f.Grants = w.grants[u.ID]
-	} else {
-		gs, err := s.ListUserGroups(ctx, u.ID)
-		if err != nil {
-			return nil, fmt.Errorf("reconcile: groups of user %s: %w", u.ID, err)
-		}
-		for _, g := range gs {
-			direct = append(direct, g.ID)
-		}
-		if f.LegacyLogins, err = s.ListLegacyLogins(ctx, store.LegacyLoginQuery{UserID: u.ID}); err != nil {
-			return nil, fmt.Errorf("reconcile: legacy logins of user %s: %w", u.ID, err)
-		}
-		if f.Grants, err = s.ListGrants(ctx, store.GrantQuery{UserID: u.ID}); err != nil {
-			return nil, fmt.Errorf("reconcile: grants of user %s: %w", u.ID, err)
-		}
+	gs, err := s.ListUserGroups(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: groups of user %s: %w", u.ID, err)
 	}
-	seen := map[string]bool{}
+	direct := make([]string, 0, len(gs))
+	for _, g := range gs {
+		direct = append(direct, g.ID)
+	}
+	f.Groups = w.groupFacts(direct)
+	if f.LegacyLogins, err = s.ListLegacyLogins(ctx, store.LegacyLoginQuery{UserID: u.ID}); err != nil {
+		return nil, fmt.Errorf("reconcile: legacy logins of user %s: %w", u.ID, err)
+	}
+	if f.Grants, err = s.ListGrants(ctx, store.GrantQuery{UserID: u.ID}); err != nil {
+		return nil, fmt.Errorf("reconcile: grants of user %s: %w", u.ID, err)
+	}
+	return f, nil
+}
+
+// groupFacts expands direct group ids into the live groups the user is in,
+// directly or through nesting, nearest first. The result may share the
+// world's precomputed slices: callers only read it.
+func (w *world) groupFacts(direct []string) []mapping.GroupFact {
+	switch len(direct) {
+	case 0:
+		return nil
+	case 1:
+		return w.ancestors(direct[0])
+	}
+	n := 0
+	for _, id := range direct {
+		n += len(w.ancestors(id))
+	}
+	out := make([]mapping.GroupFact, 0, n)
+	var seen map[string]bool
+	if n > 32 {
+		seen = make(map[string]bool, n)
+	}
 	for _, id := range direct {
 		for _, gf := range w.ancestors(id) {
-			if !seen[gf.Group.ID] {
+			switch {
+			case seen != nil:
+				if seen[gf.Group.ID] {
+					continue
+				}
 				seen[gf.Group.ID] = true
-				f.Groups = append(f.Groups, gf)
+			case slices.ContainsFunc(out, func(o mapping.GroupFact) bool { return o.Group.ID == gf.Group.ID }):
+				continue
 			}
+			out = append(out, gf)
 		}
 	}
-	sort.SliceStable(f.Groups, func(i, j int) bool { return len(f.Groups[i].Via) < len(f.Groups[j].Via) })
-	return f, nil
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Via) < len(out[j].Via) })
+	return out
 }
 
 // LoadFacts reads the facts of one user (for explain).
 func LoadFacts(ctx context.Context, s Store, userID string) (*mapping.Facts, error) {
-	w, err := loadWorld(ctx, s, false, nil)
+	w, err := loadWorld(ctx, s)
 	if err != nil {
 		return nil, err
 	}

@@ -176,6 +176,9 @@ func diffUser(u directory.User, res mapping.Result, actual []directory.Grant) []
 	for _, a := range actual {
 		k := a.Key()
 		seen[k] = true
+		if d, ok := desired[k]; ok && !deprov && sameRuleGrant(a, d.Grant) {
+			continue // the common case of a no-op run: decided without allocating
+		}
 		before := scopeOf(a)
 		if deprov {
 			why := "user is inactive: deprovisioned, every grant is removed"
@@ -233,6 +236,25 @@ func diffUser(u directory.User, res mapping.Result, actual []directory.Grant) []
 		}
 	}
 	return out
+}
+
+// sameRuleGrant reports whether actual grant a, holding only rule
+// provenance, already is exactly desired grant d: same office scope
+// (normalised: sorted, unique, none when all offices) and the same set of
+// provenances. A false answer only means "look closer".
+func sameRuleGrant(a, d directory.Grant) bool {
+	if a.AllOffices != d.AllOffices || len(a.Provenance) != len(d.Provenance) {
+		return false
+	}
+	if !a.AllOffices && !slices.Equal(a.Offices, d.Offices) {
+		return false
+	}
+	for i, p := range a.Provenance {
+		if p.Kind != directory.ProvRule || !slices.Contains(d.Provenance, p) || slices.Contains(a.Provenance[:i], p) {
+			return false
+		}
+	}
+	return true
 }
 
 func revokeReason(res mapping.Result) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,9 +44,8 @@ type Options struct {
 	// transaction as every applied batch that changes a user's CCMS-coded
 	// roles; Outbox.Deliver sends them.
 	Outbox bool
-	// LinkSources are source names ("scim:entra", "ldap:corp", ...) whose
-	// links a full run reads in bulk, besides every group's source and
-	// "cwa"; users not covered are read one by one.
+	// LinkSources is ignored: a full run now reads every source's links in
+	// bulk by user-id range (kept so existing configurations still load).
 	LinkSources []string
 	Logger      *zap.Logger
 	Now         func() time.Time
@@ -56,7 +56,6 @@ type Reconciler struct {
 	outbox  bool
 	s       Store
 	workers int
-	sources []string
 	engine  *mapping.Engine
 	guard   Guard
 	batch   int
@@ -81,7 +80,7 @@ func New(s Store, e *mapping.Engine, o Options) *Reconciler {
 	if o.Workers <= 0 {
 		o.Workers = 1
 	}
-	return &Reconciler{outbox: o.Outbox, s: s, workers: o.Workers, sources: o.LinkSources, engine: e, guard: o.Guard, batch: o.BatchSize, log: o.Logger.Named("reconcile"), now: o.Now}
+	return &Reconciler{outbox: o.Outbox, s: s, workers: o.Workers, engine: e, guard: o.Guard, batch: o.BatchSize, log: o.Logger.Named("reconcile"), now: o.Now}
 }
 
 // RunOptions select how a run is made.
@@ -110,58 +109,96 @@ type Report struct {
 // ErrPlanMismatch is returned by Approve when the plan hash does not match.
 var ErrPlanMismatch = errors.New("plan hash does not match the held run")
 
-// Full reconciles every user.
+// Full reconciles every user. It streams the users in id order, a page at
+// a time, reading each page's facts in one query per kind (the next page is
+// read while the current one is evaluated), so it holds a page of grants,
+// not all of them. It fails, planning nothing, when any read fails or fewer
+// users were read than the store counted at the start.
 func (r *Reconciler) Full(ctx context.Context, o RunOptions) (*Report, error) {
-	w, err := loadWorld(ctx, r.s, true, r.sources)
+	w, err := loadWorld(ctx, r.s)
 	if err != nil {
 		return nil, err
 	}
+	counted, err := r.s.ListUsers(ctx, store.UserQuery{Limit: 0, IncludeDeleted: true})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: count users: %w", err)
+	}
+	grants, err := r.s.CountGrants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pages := make(chan *page, 1)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { // reader: one page ahead of the evaluation
+		defer close(pages)
+		after := ""
+		for {
+			p, err := loadPage(gctx, r.s, after, pageSize)
+			if err != nil {
+				return err
+			}
+			if len(p.users) == 0 {
+				return nil
+			}
+			select {
+			case pages <- p:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if len(p.users) < pageSize {
+				return nil
+			}
+			after = p.users[len(p.users)-1].ID
+		}
+	})
 	plan := &Plan{Changes: []Change{}}
 	users := 0
-	for offset := 0; ; offset += pageSize {
-		page, err := r.s.ListUsers(ctx, store.UserQuery{Offset: offset, Limit: pageSize, IncludeDeleted: true})
-		if err != nil {
-			return nil, fmt.Errorf("reconcile: list users at %d: %w", offset, err)
-		}
-		changes := make([][]Change, len(page.Items))
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(r.workers)
-		skippable := r.engine.NeedsOnlyGroupsOrLegacy()
-		for i, u := range page.Items {
-			if skippable && len(w.userGroups[u.ID]) == 0 && len(w.legacy[u.ID]) == 0 && len(w.grants[u.ID]) == 0 {
-				continue // no rule can match and nothing is held: nothing to plan
-			}
-			g.Go(func() error {
-				f, err := w.facts(gctx, r.s, u)
-				if err != nil {
-					return err
+	skippable := r.engine.NeedsOnlyGroupsOrLegacy()
+	g.Go(func() error {
+		for p := range pages {
+			changes := make([][]Change, len(p.users))
+			eval := func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					u := p.users[i]
+					if skippable && len(p.groups[u.ID]) == 0 && len(p.legacy[u.ID]) == 0 && len(p.grants[u.ID]) == 0 {
+						continue // no rule can match and nothing is held: nothing to plan
+					}
+					changes[i] = diffUser(u, r.engine.Evaluate(w.pageFacts(p, u)), p.grants[u.ID])
 				}
-				changes[i] = diffUser(u, r.engine.Evaluate(f), f.Grants)
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return nil, err
-		}
-		for _, c := range changes {
-			plan.Changes = append(plan.Changes, c...)
-		}
-		users += len(page.Items)
-		if len(page.Items) < pageSize {
-			if int64(users) < page.Total {
-				return nil, fmt.Errorf("reconcile: list users: read %d of %d", users, page.Total)
 			}
-			break
+			if r.workers == 1 {
+				eval(0, len(p.users))
+			} else { // pure CPU: one contiguous chunk per worker
+				var wg sync.WaitGroup
+				chunk := (len(p.users) + r.workers - 1) / r.workers
+				for lo := 0; lo < len(p.users); lo += chunk {
+					wg.Add(1)
+					go func() { defer wg.Done(); eval(lo, min(lo+chunk, len(p.users))) }()
+				}
+				wg.Wait()
+			}
+			for _, c := range changes {
+				plan.Changes = append(plan.Changes, c...)
+			}
+			users += len(p.users)
 		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if int64(users) < counted.Total {
+		return nil, fmt.Errorf("reconcile: list users: read %d of %d", users, counted.Total)
 	}
 	plan.sort()
-	return r.finish(ctx, plan, users, w.grantCount, o)
+	return r.finish(ctx, plan, users, int(grants), o)
 }
 
-// Users reconciles the given users only (event-driven). It returns the
-// users whose facts could not be read in Report.Failed.
+// Users reconciles the given users only (event-driven). A failed read
+// aborts the whole call, planning nothing (the worker then retries each
+// user alone); a user that does not exist is skipped.
 func (r *Reconciler) Users(ctx context.Context, ids []string, o RunOptions) (*Report, error) {
-	w, err := loadWorld(ctx, r.s, false, nil)
+	w, err := loadWorld(ctx, r.s)
 	if err != nil {
 		return nil, err
 	}

@@ -17,9 +17,7 @@ type Store interface {
 	ListUserLinks(ctx context.Context, userID string) ([]directory.SourceLink, error)
 	ListLinks(ctx context.Context, source string, after string, limit int) ([]directory.SourceLink, error)
 	ListGroups(ctx context.Context, q store.GroupQuery) (store.Page[directory.Group], error)
-	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
 	ListUserGroups(ctx context.Context, userID string) ([]directory.Group, error)
-	ListGroupChildren(ctx context.Context, groupID string) ([]string, error)
 	ListFirms(ctx context.Context) ([]directory.Firm, error)
 	ListOffices(ctx context.Context, firmNumber string) ([]directory.Office, error)
 	ListFirmMemberships(ctx context.Context, userID string) ([]directory.FirmMembership, error)
@@ -28,6 +26,16 @@ type Store interface {
 	ListGrants(ctx context.Context, q store.GrantQuery) ([]directory.Grant, error)
 	GetRun(ctx context.Context, id string) (directory.Run, error)
 	GetCursor(ctx context.Context, source string) (string, error)
+
+	// bulk reads of full runs
+	ListUsersAfter(ctx context.Context, afterID string, limit int) ([]directory.User, error)
+	ListFirmMembershipsInRange(ctx context.Context, r store.UserRange) ([]directory.FirmMembership, error)
+	ListGroupMembershipsInRange(ctx context.Context, r store.UserRange) ([]store.GroupMembership, error)
+	ListLinksInRange(ctx context.Context, r store.UserRange) ([]directory.SourceLink, error)
+	ListLegacyLoginsInRange(ctx context.Context, r store.UserRange) ([]directory.LegacyLogin, error)
+	ListGrantsInRange(ctx context.Context, r store.UserRange) ([]directory.Grant, error)
+	CountGrants(ctx context.Context) (int64, error)
+	ListGroupEdges(ctx context.Context) ([]store.GroupEdge, error)
 }
 
 var _ Store = store.Store(nil)

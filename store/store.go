@@ -80,7 +80,40 @@ type Reader interface {
 	ListRunItems(ctx context.Context, q RunItemQuery) ([]directory.RunItem, error)
 
 	GetCursor(ctx context.Context, source string) (string, error) // "" and ErrNotFound when unset
+
+	BulkReader
 }
+
+// BulkReader holds the reads of full passes (reconcile): users in id order,
+// then every user-keyed fact of a page's id range in one query each, so a
+// pass over N users costs O(N/page) queries and holds one page at a time.
+// The *InRange reads return the rows of the users whose id lies in the
+// range (inclusive, in the store's id order), ordered by user id first.
+type BulkReader interface {
+	// ListUsersAfter pages users, soft-deleted ones included, in id order
+	// after afterID ("" = from the first).
+	ListUsersAfter(ctx context.Context, afterID string, limit int) ([]directory.User, error)
+	ListFirmMembershipsInRange(ctx context.Context, r UserRange) ([]directory.FirmMembership, error)
+	ListGroupMembershipsInRange(ctx context.Context, r UserRange) ([]GroupMembership, error) // direct memberships
+	ListLinksInRange(ctx context.Context, r UserRange) ([]directory.SourceLink, error)       // gone links included
+	ListLegacyLoginsInRange(ctx context.Context, r UserRange) ([]directory.LegacyLogin, error)
+	ListGrantsInRange(ctx context.Context, r UserRange) ([]directory.Grant, error)
+	CountGrants(ctx context.Context) (int64, error)
+	ListGroupEdges(ctx context.Context) ([]GroupEdge, error) // every group-in-group edge
+	// ListFirmUserIDs returns the users whose primary firm is firmNumber or
+	// who have a membership in it, in id order.
+	ListFirmUserIDs(ctx context.Context, firmNumber string) ([]string, error)
+	LastAuditSeq(ctx context.Context) (int64, error) // newest audit event's seq, 0 when none
+}
+
+// UserRange is an inclusive range of user ids, From <= To.
+type UserRange struct{ From, To string }
+
+// GroupMembership is one direct membership of a user in a group.
+type GroupMembership struct{ GroupID, UserID string }
+
+// GroupEdge is one group-in-group edge.
+type GroupEdge struct{ ParentID, ChildID string }
 
 // Tx is a transaction: reads plus audited writes. Every mutating method
 // records one audit event per changed object (before and after as JSON);

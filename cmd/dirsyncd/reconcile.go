@@ -37,6 +37,12 @@ func init() {
 				return err
 			}
 			app.Go("reconcile-worker", w.Run)
+			// LDAP, CWA and every other writer reach the worker through the
+			// audit log (SCIM also enqueues directly, for latency).
+			feed := reconcile.NewFeed(app.Store, w, reconcile.FeedOptions{
+				Logger: app.Logger, RequestFull: app.requestFullReconcile,
+			})
+			app.Go("reconcile-feed", feed.Run)
 			if ob, err := app.outbox(); err != nil {
 				return err
 			} else if ob != nil {
@@ -83,15 +89,45 @@ func (a *App) reconcileQueue() (*reconcile.Worker, error) {
 	}
 	c := a.Config.Reconcile.Worker
 	log := a.Logger.Named("reconcile")
+	record := reconcile.QuarantineRecorder(a.Store, c.MaxFailures, a.Logger)
 	w := reconcile.NewWorker(r, reconcile.WorkerOptions{
 		Concurrency: c.Concurrency, BatchSize: c.BatchSize, MaxFailures: c.MaxFailures,
 		BaseBackoff: c.Backoff, MaxBackoff: c.MaxBackoff, Logger: a.Logger,
 		OnQuarantine: func(id string, err error) {
 			log.Error("user quarantined by the reconcile worker", zap.String("user_id", id), zap.Error(err))
+			record(id, err)
 		},
 	})
 	reconcileWorkers[a] = w
 	return w, nil
+}
+
+// requestFullReconcile starts a full reconcile for the change feed (a big
+// sync, or a deleted group): through the scheduler when a job of kind
+// reconcile is configured (so the run is recorded like the scheduled ones,
+// and a run already in flight makes the feed retry the same changes), else
+// directly in the feed's goroutine.
+func (a *App) requestFullReconcile(ctx context.Context) error {
+	if a.Scheduler != nil {
+		for _, j := range a.Config.Scheduler.Jobs {
+			if j.Kind == reconcile.JobName {
+				_, err := a.Scheduler.Trigger(ctx, j.Name)
+				return err
+			}
+		}
+	}
+	r, err := a.reconciler()
+	if err != nil {
+		return err
+	}
+	rep, err := r.Full(ctx, reconcile.RunOptions{Trigger: "event"})
+	if err != nil {
+		return err
+	}
+	if rep.Status == directory.RunHeld {
+		return nil
+	}
+	return a.syncRoleGroups(ctx, rep.RunID, func(string, int64) {})
 }
 
 // reconciler builds a Reconciler over the open store.

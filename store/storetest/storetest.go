@@ -81,6 +81,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FirmsOffices", testFirmsOffices},
 		{"LegacyLogins", testLegacyLogins},
 		{"Grants", testGrants},
+		{"BulkReads", testBulkReads},
 		{"Runs", testRuns},
 		{"Cursors", testCursors},
 		{"Leases", testLeases},

@@ -1,0 +1,217 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// Bulk reads for full passes (reconcile): users in id order, then every
+// user-keyed fact of a page's id range in one query each. Every id column is
+// compared with the same collation as the users' primary key (byte order:
+// SQLite's default, COLLATE "C" on PostgreSQL), so a range read returns
+// exactly the rows of the users of the page.
+
+// ListUsersAfter pages users, soft-deleted ones included, in id order.
+func (r *reader) ListUsersAfter(ctx context.Context, afterID string, limit int) ([]directory.User, error) {
+	us, err := r.queryUsers(ctx, "WHERE u.id > ? ORDER BY u.id LIMIT ?", afterID, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: list users after %q: %w", afterID, err)
+	}
+	return us, nil
+}
+
+func checkRange(op string, rg store.UserRange) error {
+	if rg.From == "" || rg.To == "" || rg.From > rg.To {
+		return fmt.Errorf("store: %s: bad user range [%q, %q]", op, rg.From, rg.To)
+	}
+	return nil
+}
+
+// ListFirmMembershipsInRange returns the firm memberships of the users whose
+// id is in rg, by user id and firm number.
+func (r *reader) ListFirmMembershipsInRange(ctx context.Context, rg store.UserRange) ([]directory.FirmMembership, error) {
+	const op = "list firm memberships in range"
+	if err := checkRange(op, rg); err != nil {
+		return nil, err
+	}
+	rows, err := r.c.Query(ctx, `SELECT user_id, firm_number, source FROM firm_memberships WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, firm_number`, rg.From, rg.To)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	defer rows.Close()
+	var out []directory.FirmMembership
+	for rows.Next() {
+		var m directory.FirmMembership
+		if err := rows.Scan(&m.UserID, &m.FirmNumber, &m.Source); err != nil {
+			return nil, fmt.Errorf("store: %s: %w", op, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return out, nil
+}
+
+// ListGroupMembershipsInRange returns the direct group memberships of the
+// users whose id is in rg, by user id and group id (deleted groups have no
+// members: DeleteGroup removes them).
+func (r *reader) ListGroupMembershipsInRange(ctx context.Context, rg store.UserRange) ([]store.GroupMembership, error) {
+	const op = "list group memberships in range"
+	if err := checkRange(op, rg); err != nil {
+		return nil, err
+	}
+	rows, err := r.c.Query(ctx, `SELECT user_id, group_id FROM group_members WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, group_id`, rg.From, rg.To)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	defer rows.Close()
+	var out []store.GroupMembership
+	for rows.Next() {
+		var m store.GroupMembership
+		if err := rows.Scan(&m.UserID, &m.GroupID); err != nil {
+			return nil, fmt.Errorf("store: %s: %w", op, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return out, nil
+}
+
+// ListLinksInRange returns the source links (gone ones included) of the
+// users whose id is in rg, by user id, source and key.
+func (r *reader) ListLinksInRange(ctx context.Context, rg store.UserRange) ([]directory.SourceLink, error) {
+	const op = "list links in range"
+	if err := checkRange(op, rg); err != nil {
+		return nil, err
+	}
+	ls, err := r.queryLinks(ctx, "WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, source, link_key", rg.From, rg.To)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return ls, nil
+}
+
+// ListLegacyLoginsInRange returns the legacy logins linked to the users
+// whose id is in rg, by user id and login.
+func (r *reader) ListLegacyLoginsInRange(ctx context.Context, rg store.UserRange) ([]directory.LegacyLogin, error) {
+	const op = "list legacy logins in range"
+	if err := checkRange(op, rg); err != nil {
+		return nil, err
+	}
+	ls, err := r.queryLegacy(ctx, "WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, login", rg.From, rg.To)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return ls, nil
+}
+
+// ListGrantsInRange returns the grants of the users whose id is in rg, by
+// user, firm, service and role.
+func (r *reader) ListGrantsInRange(ctx context.Context, rg store.UserRange) ([]directory.Grant, error) {
+	const op = "list grants in range"
+	if err := checkRange(op, rg); err != nil {
+		return nil, err
+	}
+	rows, err := r.c.Query(ctx, grantSelect+" WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, firm_number, service, role", rg.From, rg.To)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	defer rows.Close()
+	// Grants repeat the same few office lists and provenances: decode each
+	// distinct JSON text once and give every grant its own copy.
+	provs := map[string][]directory.Provenance{}
+	lists := map[string][]string{}
+	var out []directory.Grant
+	for rows.Next() {
+		var g directory.Grant
+		var offices, prov []byte
+		if err := rows.Scan(&g.ID, &g.UserID, &g.FirmNumber, &g.Service, &g.Role, &g.AllOffices, jscan{&offices}, jscan{&prov},
+			&g.Version, tscan{&g.CreatedAt}, tscan{&g.UpdatedAt}); err != nil {
+			return nil, fmt.Errorf("store: %s: %w", op, err)
+		}
+		if len(offices) > 0 {
+			l, ok := lists[string(offices)]
+			if !ok {
+				if err := unmarshalList(offices, &l); err != nil {
+					return nil, fmt.Errorf("store: %s: offices of grant %s: %w", op, g.ID, err)
+				}
+				lists[string(offices)] = l
+			}
+			g.Offices = slices.Clone(l)
+		}
+		if len(prov) > 0 {
+			p, ok := provs[string(prov)]
+			if !ok {
+				if err := json.Unmarshal(prov, &p); err != nil {
+					return nil, fmt.Errorf("store: %s: provenance of grant %s: %w", op, g.ID, err)
+				}
+				provs[string(prov)] = p
+			}
+			g.Provenance = slices.Clone(p)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return out, nil
+}
+
+// CountGrants counts every grant.
+func (r *reader) CountGrants(ctx context.Context) (int64, error) {
+	var n int64
+	if err := r.c.QueryRow(ctx, `SELECT count(*) FROM grants`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count grants: %w", err)
+	}
+	return n, nil
+}
+
+// ListGroupEdges returns every group-in-group edge, by parent and child.
+func (r *reader) ListGroupEdges(ctx context.Context) ([]store.GroupEdge, error) {
+	rows, err := r.c.Query(ctx, `SELECT parent_id, child_id FROM group_edges ORDER BY parent_id, child_id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list group edges: %w", err)
+	}
+	defer rows.Close()
+	var out []store.GroupEdge
+	for rows.Next() {
+		var e store.GroupEdge
+		if err := rows.Scan(&e.ParentID, &e.ChildID); err != nil {
+			return nil, fmt.Errorf("store: list group edges: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list group edges: %w", err)
+	}
+	return out, nil
+}
+
+// ListFirmUserIDs returns the ids of the users whose primary firm is
+// firmNumber or who have a membership in it, in id order.
+func (r *reader) ListFirmUserIDs(ctx context.Context, firmNumber string) ([]string, error) {
+	ids, err := r.strings(ctx, `SELECT id FROM users WHERE firm_number = ?
+UNION SELECT user_id FROM firm_memberships WHERE firm_number = ? ORDER BY 1`, firmNumber, firmNumber)
+	if err != nil {
+		return nil, fmt.Errorf("store: list users of firm %q: %w", firmNumber, err)
+	}
+	return ids, nil
+}
+
+// LastAuditSeq returns the sequence number of the newest audit event (0 when
+// there is none).
+func (r *reader) LastAuditSeq(ctx context.Context) (int64, error) {
+	var n int64
+	if err := r.c.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM audit_events`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: last audit seq: %w", err)
+	}
+	return n, nil
+}
