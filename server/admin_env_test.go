@@ -91,6 +91,7 @@ func (x testExplainer) Explain(ctx context.Context, id string) (mapping.Explanat
 type adminEnvOptions struct {
 	insecureCookies bool
 	runItems        int
+	store           store.Store // nil: a fresh SQLite store
 }
 
 func newAdminEnv(t testing.TB, o adminEnvOptions) *adminEnv {
@@ -125,7 +126,10 @@ func newAdminEnv(t testing.TB, o adminEnvOptions) *adminEnv {
 		SupportValues: []string{"dirsyncd-support"}, SessionKey: config.NewSecret(testSessionKey), SessionTTL: time.Hour,
 		InsecureCookies: o.insecureCookies}
 	core, logs := observer.New(zapcore.DebugLevel)
-	st := openStore(t)
+	st := o.store
+	if st == nil {
+		st = openStore(t)
+	}
 	ap := &fakeApprover{st: st}
 	srv, err := New(Options{
 		Config: config.ServerConfig{Listen: "127.0.0.1:0", MaxBodyBytes: 4096, ShutdownTimeout: 5 * time.Second},

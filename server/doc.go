@@ -20,4 +20,21 @@
 // /scim/v2/ with scope "scim"); every route gets the same middleware.
 // Errors are JSON: {"error":{"code":"...","message":"..."}}. The
 // Authorization header is never logged.
+//
+// With Options.Admin (admin.go) the server also has the admin API (users,
+// grants, audit, catalogue, firms, held plans and approve; api_*.go) and
+// the report pages under /ui (ui*.go, templates and assets embedded from
+// ui/). Bearer tokens are the static ones or, with OIDC configured, the
+// issuer's JWTs (authn.go); pages use a signed session cookie from the
+// code+PKCE sign-in and a CSRF token per form (session.go, ui_login.go).
+// The permission rules (firm admins see and change only their own firm,
+// never admin roles; support does everything) are in authz.go and are
+// enforced by the API handlers, which the pages call too. Decisions made
+// where the issue is silent: firm search matches the primary firm (detail
+// visibility also counts firm profiles); an unknown user id is 403 for a
+// caller who cannot see every firm; a firm admin cannot remove an admin
+// role either; the run chart counts as "changes" the counts named like a
+// write (created, updated, gone, revoke, ...) and as failures "failed"
+// (or 1 for a failed run); history on the user page is the first 100
+// events.
 package server
