@@ -91,7 +91,11 @@ func (s *Server) uiCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every login is audited (DOMAIN.md).
 	err = s.adm.store.Update(r.Context(), meta(r, c), func(ctx context.Context, tx store.Tx) error {
-		return tx.Record(ctx, "user.login", "user", c.user.ID, nil, map[string]any{"via": "oidc", "issuer": id.Issuer,
+		obj := c.user.ID
+		if obj == "" {
+			obj = "oidc:" + id.Claim // a support identity that is no dirsyncd user
+		}
+		return tx.Record(ctx, "user.login", "user", obj, nil, map[string]any{"via": "oidc", "issuer": id.Issuer,
 			"support": id.Support})
 	})
 	if err != nil {
