@@ -337,3 +337,28 @@ func TestDeniedListsLiveGrantors(t *testing.T) {
 		}
 	})
 }
+
+// TestUsedGrantsOfOldRecords: a record written before the grant list
+// (migration 0051) stands for its last group or domain grant, retained or
+// not; an invite record has no list.
+func TestUsedGrantsOfOldRecords(t *testing.T) {
+	at := t0.Add(time.Hour)
+	for _, tc := range []struct {
+		name string
+		a    caseaccess.Access
+		want []caseaccess.UsedGrant
+	}{
+		{"group, retained", caseaccess.Access{FirstAt: t0, ViaKind: caseaccess.ViaGroup, ViaID: "g1", ViaDetail: "NOMS", AllDefendants: true, RetainedAt: &at},
+			[]caseaccess.UsedGrant{{Kind: caseaccess.ViaGroup, ID: "g1", Detail: "NOMS", AllDefendants: true, FirstAt: t0, RetainedAt: &at}}},
+		{"domain", caseaccess.Access{FirstAt: t0, ViaKind: caseaccess.ViaDomain, ViaID: "d1", Defendants: []string{"Smith"}},
+			[]caseaccess.UsedGrant{{Kind: caseaccess.ViaDomain, ID: "d1", Defendants: []string{"Smith"}, FirstAt: t0}}},
+		{"invite", caseaccess.Access{FirstAt: t0, ViaKind: caseaccess.ViaInvite, ViaID: "i1"}, nil},
+		{"new record", caseaccess.Access{FirstAt: t0, ViaKind: caseaccess.ViaInvite, ViaID: "i1",
+			Grants: []caseaccess.UsedGrant{{Kind: caseaccess.ViaGroup, ID: "g2", FirstAt: t0}}},
+			[]caseaccess.UsedGrant{{Kind: caseaccess.ViaGroup, ID: "g2", FirstAt: t0}}},
+	} {
+		if got := tc.a.UsedGrants(); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: UsedGrants() = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
