@@ -77,8 +77,8 @@ var simpleFilter = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9_-]*)(?:\.([A-Za-z][A
 // FuzzFilter checks that both agree.
 func fastFilter(raw string) (filter.Expression, bool) {
 	m := simpleFilter.FindStringSubmatch(raw)
-	if m == nil {
-		return nil, false
+	if m == nil || strings.ContainsFunc(m[4], func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, false // control characters: the general parser decides
 	}
 	op := filter.CompareOperator(strings.ToLower(m[3]))
 	switch op {

@@ -31,7 +31,7 @@ func FuzzFilter(f *testing.F) {
 		`emails[type eq "work"].value eq "x@y.z"`, `members[value eq "u"]`,
 		`not (active eq true) and (userType eq "Employee" or userType eq "Intern")`,
 		`urn:ietf:params:scim:schemas:core:2.0:User:userName eq "x"`, `userName EQ "MiXed"`, `name.givenName sw "a b"`,
-		`and eq "x"`, `userName eq ""`, `userName pr`, `emails.value ew "@x.org"`, `((((`, `userName eq "\"`, `a[b[c eq 1]]`,
+		`and eq "x"`, `userName eq ""`, `userName pr`, `emails.value ew "@x.org"`, `((((`, `userName eq "\"`, `a[b[c eq 1]]`, "userName eq \"\x00\"",
 	} {
 		f.Add(s)
 	}
@@ -118,4 +118,44 @@ func FuzzPatch(f *testing.F) {
 		_, err = groupFromState(gpt.st, directory.Group{})
 		clientError(t, "group from state", err)
 	})
+}
+
+// FuzzPatchPath: the PATCH path fast path parses exactly what the general
+// parser parses (or leaves the path to it).
+func FuzzPatchPath(f *testing.F) {
+	for _, s := range []string{
+		`members`, `name.givenName`, `members[value eq "2819c223"]`, `emails[type eq "work"].value`,
+		`emails[type eq "work"]`, `addresses[type eq "work"].streetAddress`, `active`, `title`,
+		`members[value eq "a" or value eq "b"]`, `emails[type eq "work" and primary eq true]`, `members[value pr]`,
+		`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager`, `name.givenName.x`, `a[b eq "c"].d.e`,
+		`members[value eq "x"]x`, `members[]`, `emails[value co ""]`, `x[and eq "y"]`, `members[value EQ "Q"]`, `1abc`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := fastPath(s)
+		if !ok {
+			return
+		}
+		slow, err := filter.ParsePath([]byte(s))
+		if err != nil {
+			t.Fatalf("%q: fast path parsed %#v, general parser failed: %v", s, fast, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q:\n fast    %#v\n general %#v", s, fast, slow)
+		}
+	})
+}
+
+func TestFastPathTakesTheCommonPaths(t *testing.T) {
+	for _, s := range []string{`members`, `name.givenName`, `members[value eq "2819c223"]`, `emails[type eq "work"].value`, `title`} {
+		if _, ok := fastPath(s); !ok {
+			t.Errorf("%q: not on the fast path", s)
+		}
+	}
+	for _, s := range []string{`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager`, `members[value eq "a" or value eq "b"]`, `emails[`} {
+		if _, ok := fastPath(s); ok {
+			t.Errorf("%q: on the fast path", s)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package scim
 import (
 	"encoding/json"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -184,7 +185,7 @@ func (p *patcher) applyPath(op, path string, value any, hasValue, lenient bool) 
 			return nil
 		}
 	}
-	parsed, err := filter.ParsePath([]byte(path))
+	parsed, err := parsePath(path)
 	if err != nil {
 		if lenient {
 			return nil
@@ -631,4 +632,51 @@ func cloneState(st map[string]any) map[string]any {
 	var out map[string]any
 	_ = decodeJSON(b, &out)
 	return out
+}
+
+// simplePath is an attribute path without URN, optionally with one value
+// filter and a sub-attribute: name.givenName, members[value eq "…"],
+// emails[type eq "work"].value.
+var simplePath = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9_-]*)(?:\.([A-Za-z][A-Za-z0-9_-]*)|\[([^\[\]]*)\](?:\.([A-Za-z][A-Za-z0-9_-]*))?)?$`)
+
+// parsePath parses a PATCH path. The common shapes skip the general
+// parser (a PEG parser costing ~100 µs a path, which PATCH paid inside its
+// write transaction); FuzzPatchPath checks that both parse them alike.
+func parsePath(path string) (filter.Path, error) {
+	if p, ok := fastPath(path); ok {
+		return p, nil
+	}
+	return filter.ParsePath([]byte(path))
+}
+
+func fastPath(path string) (filter.Path, bool) {
+	m := simplePath.FindStringSubmatchIndex(path)
+	if m == nil {
+		return filter.Path{}, false
+	}
+	part := func(i int) (string, bool) {
+		if m[2*i] < 0 {
+			return "", false
+		}
+		return path[m[2*i]:m[2*i+1]], true
+	}
+	attr, _ := part(1)
+	p := filter.Path{AttributePath: filter.AttributePath{AttributeName: attr}}
+	if sub, ok := part(2); ok {
+		p.AttributePath.SubAttribute = &sub
+	}
+	if vf, ok := part(3); ok {
+		if strings.ContainsFunc(vf, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return filter.Path{}, false // the general parser decides
+		}
+		expr, ok := fastFilter(vf)
+		if !ok {
+			return filter.Path{}, false
+		}
+		p.ValueExpression = expr
+		if sub, ok := part(4); ok {
+			p.SubAttribute = &sub
+		}
+	}
+	return p, true
 }

@@ -261,40 +261,47 @@ type client struct {
 	hc          *http.Client
 }
 
-func (c *client) do(ctx context.Context, method, path string, body any, want int) (map[string]any, error) {
+// do sends one request and decodes the response into out (nil: the body
+// is read and dropped, so that the load generator, which shares the cores
+// with the server, spends no time on responses it does not look at).
+func (c *client) do(ctx context.Context, method, path string, body any, want int, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/scim+json")
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if res.StatusCode != want && !(want == 204 && res.StatusCode == 200) {
-		return nil, fmt.Errorf("%s %s: status %d: %.200s", method, path, res.StatusCode, raw)
+		return fmt.Errorf("%s %s: status %d: %.200s", method, path, res.StatusCode, raw)
 	}
-	var m map[string]any
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
 		}
 	}
-	return m, nil
+	return nil
+}
+
+// resource is the part of a SCIM resource the load generator reads.
+type resource struct {
+	ID string `json:"id"`
 }
 
 func userBody(i, rev int) map[string]any {
@@ -307,12 +314,11 @@ func userBody(i, rev int) map[string]any {
 }
 
 func (c *client) createUser(ctx context.Context, i int) (string, error) {
-	m, err := c.do(ctx, "POST", "/Users", userBody(i, 0), http.StatusCreated)
-	if err != nil {
+	var r resource
+	if err := c.do(ctx, "POST", "/Users", userBody(i, 0), http.StatusCreated, &r); err != nil {
 		return "", err
 	}
-	id, _ := m["id"].(string)
-	return id, nil
+	return r.ID, nil
 }
 
 func (c *client) createGroup(ctx context.Context, g int, members []string) (string, error) {
@@ -320,32 +326,31 @@ func (c *client) createGroup(ctx context.Context, g int, members []string) (stri
 	for _, id := range members {
 		ms = append(ms, map[string]any{"value": id})
 	}
-	m, err := c.do(ctx, "POST", "/Groups", map[string]any{"schemas": []string{urnGroup}, "displayName": fmt.Sprintf("Load Group %d", g), "members": ms}, http.StatusCreated)
-	if err != nil {
+	var r resource
+	if err := c.do(ctx, "POST", "/Groups", map[string]any{"schemas": []string{urnGroup}, "displayName": fmt.Sprintf("Load Group %d", g), "members": ms}, http.StatusCreated, &r); err != nil {
 		return "", err
 	}
-	id, _ := m["id"].(string)
-	return id, nil
+	return r.ID, nil
 }
 
 func (c *client) lookup(ctx context.Context, attr, value, wantID string) error {
-	m, err := c.do(ctx, "GET", "/Users?filter="+url.QueryEscape(attr+` eq "`+value+`"`), nil, http.StatusOK)
-	if err != nil {
+	var list struct {
+		Resources []resource `json:"Resources"`
+	}
+	if err := c.do(ctx, "GET", "/Users?filter="+url.QueryEscape(attr+` eq "`+value+`"`), nil, http.StatusOK, &list); err != nil {
 		return err
 	}
-	res, _ := m["Resources"].([]any)
-	if len(res) != 1 {
-		return fmt.Errorf("lookup %s=%s: %d results", attr, value, len(res))
+	if len(list.Resources) != 1 {
+		return fmt.Errorf("lookup %s=%s: %d results", attr, value, len(list.Resources))
 	}
-	if id, _ := res[0].(map[string]any)["id"].(string); id != wantID {
+	if list.Resources[0].ID != wantID {
 		return errors.New("lookup returned another user")
 	}
 	return nil
 }
 
 func (c *client) put(ctx context.Context, id string, i, rev int) error {
-	_, err := c.do(ctx, "PUT", "/Users/"+id, userBody(i, rev+1+rand.IntN(1000)), http.StatusOK)
-	return err
+	return c.do(ctx, "PUT", "/Users/"+id, userBody(i, rev+1+rand.IntN(1000)), http.StatusOK, nil)
 }
 
 func (c *client) member(ctx context.Context, group, user string, add bool) error {
@@ -353,8 +358,7 @@ func (c *client) member(ctx context.Context, group, user string, add bool) error
 	if !add {
 		op = map[string]any{"op": "remove", "path": `members[value eq "` + user + `"]`}
 	}
-	_, err := c.do(ctx, "PATCH", "/Groups/"+group, map[string]any{"schemas": []string{urnPatch}, "Operations": []any{op}}, http.StatusNoContent)
-	return err
+	return c.do(ctx, "PATCH", "/Groups/"+group, map[string]any{"schemas": []string{urnPatch}, "Operations": []any{op}}, http.StatusNoContent, nil)
 }
 
 // serveInProcess starts the dirsyncd SCIM handler on a real store behind a
