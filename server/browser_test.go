@@ -3,11 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -15,33 +12,7 @@ import (
 	"github.com/dirsyncd/dirsyncd/internal/testenv"
 )
 
-// newChrome starts headless Chromium (a fresh profile) for one browser
-// session; it stops when the test ends.
-func newChrome(t *testing.T) context.Context {
-	t.Helper()
-	path := testenv.Chromium(t)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelC := chromedp.NewContext(actx)
-	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute) // generous: -race and a shared machine
-	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium %s: %v", path, err)
-	}
-	return ctx
-}
+func newChrome(t *testing.T) context.Context { return testenv.Browser(t) }
 
 // step runs browser actions, failing the test with what was being done.
 func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -70,19 +41,7 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return v
 }
 
-// shot saves a full-page screenshot as a test artefact.
-func shot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("browser: screenshot: %v", err)
-	}
-	p := filepath.Join(testenv.ArtifactDir(t), name+".png")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot %s", p)
-}
+func shot(t *testing.T, ctx context.Context, name string) { testenv.Screenshot(t, ctx, name) }
 
 // signIn opens path, lands on the local issuer's page, types email and
 // submits.
