@@ -133,3 +133,31 @@ func TestCodeFlowWithPKCE(t *testing.T) {
 		t.Fatalf("wrong nonce: err = %v", err)
 	}
 }
+
+func TestConfiguredJWKS(t *testing.T) {
+	is := oidctest.New(t, "dirsyncd")
+	ok := webauth.New(config.OIDCConfig{Issuer: is.URL, ClientID: "dirsyncd", UserClaim: "email", JWKSURL: is.URL + "/keys"}, "", nil)
+	if _, err := ok.VerifyToken(context.Background(), is.Token(map[string]any{"email": "a@b.example"})); err != nil {
+		t.Fatalf("configured JWKS: %v", err)
+	}
+	// Keys from another issuer's JWKS do not verify this issuer's tokens.
+	other := oidctest.New(t, "dirsyncd")
+	bad := webauth.New(config.OIDCConfig{Issuer: is.URL, ClientID: "dirsyncd", UserClaim: "email", JWKSURL: other.URL + "/keys"}, "", nil)
+	if _, err := bad.VerifyToken(context.Background(), is.Token(map[string]any{"email": "a@b.example"})); !errors.Is(err, webauth.ErrInvalid) {
+		t.Fatalf("foreign JWKS: %v", err)
+	}
+	// A separate API audience.
+	aud := webauth.New(config.OIDCConfig{Issuer: is.URL, ClientID: "dirsyncd", Audience: "api://dirsyncd", UserClaim: "email"}, "", nil)
+	if _, err := aud.VerifyToken(context.Background(), is.Token(map[string]any{"email": "a@b.example", "aud": "api://dirsyncd"})); err != nil {
+		t.Fatalf("audience: %v", err)
+	}
+	if _, err := aud.VerifyToken(context.Background(), is.Token(map[string]any{"email": "a@b.example"})); !errors.Is(err, webauth.ErrInvalid) {
+		t.Fatalf("client-id audience accepted for the API: %v", err)
+	}
+	// A userName claim.
+	un := webauth.New(config.OIDCConfig{Issuer: is.URL, ClientID: "dirsyncd", UserClaim: "preferred_username"}, "", nil)
+	id, err := un.VerifyToken(context.Background(), is.Token(map[string]any{"email": "a@b.example", "preferred_username": "alice"}))
+	if err != nil || id.Claim != "alice" {
+		t.Fatalf("preferred_username: %+v %v", id, err)
+	}
+}
