@@ -98,8 +98,24 @@ func scimGroups(f store.Filter) store.Filter {
 // scimSourcePrefix starts the source of every SCIM-provisioned group.
 const scimSourcePrefix = "scim:"
 
+// missingUsers is the store's one-query check of member ids
+// (store/sqlstore/scim_users.go).
+type missingUsers interface {
+	SCIMMissingUsers(ctx context.Context, ids []string) ([]string, error)
+}
+
 // checkUsers verifies that every id names a live user: O(len(ids)).
 func checkUsers(ctx context.Context, tx store.Tx, ids []string) error {
+	if mu, ok := tx.(missingUsers); ok {
+		missing, err := mu.SCIMMissingUsers(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("scim: check members: %w", err)
+		}
+		if len(missing) > 0 {
+			return badRequest(TypeInvalidValue, "member %q is not a user", missing[0])
+		}
+		return nil
+	}
 	for _, id := range ids {
 		u, err := tx.GetUser(ctx, id)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && u.DeletedAt != nil) {

@@ -22,27 +22,72 @@ type userOps struct{ h *Handler }
 
 var fullProjection = projection{}
 
+// extrasReader is what store/sqlstore offers beyond reader
+// (store/sqlstore/scim_users.go): the grants and groups of a whole page of
+// users in two queries. Without it, render asks per user.
+type extrasReader interface {
+	SCIMUserExtras(ctx context.Context, userIDs []string) (map[string][]directory.Grant, map[string][]directory.Group, error)
+}
+
+// pageLister is ListUsers that skips the count when the page tells the
+// total (store/sqlstore/scim_users.go).
+type pageLister interface {
+	SCIMListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error)
+}
+
 func (o userOps) render(ctx context.Context, rd reader, u directory.User, p projection) (map[string]any, error) {
-	withGrants := p.wants(URNDirsyncd, "roles") || p.wants(URNDirsyncd, "offices")
-	withGroups := p.wants("", "groups")
-	var grants []directory.Grant
-	var groups []directory.Group
-	var err error
-	if withGrants {
-		if grants, err = rd.ListGrants(ctx, store.GrantQuery{UserID: u.ID}); err != nil {
-			return nil, fmt.Errorf("scim: grants of user %s: %w", u.ID, err)
-		}
-	}
-	if withGroups {
-		if groups, err = rd.ListUserGroups(ctx, u.ID); err != nil {
-			return nil, fmt.Errorf("scim: groups of user %s: %w", u.ID, err)
-		}
-	}
-	res, err := renderUser(u, baseURL(ctx), grants, groups, withGrants, withGroups)
+	out, err := o.renderAll(ctx, rd, []directory.User{u}, p)
 	if err != nil {
 		return nil, err
 	}
-	return p.apply(userDef, res), nil
+	return out[0], nil
+}
+
+// renderAll renders users with their effective roles, offices and groups
+// when the projection returns them.
+func (o userOps) renderAll(ctx context.Context, rd reader, users []directory.User, p projection) ([]map[string]any, error) {
+	withGrants := p.wants(URNDirsyncd, "roles") || p.wants(URNDirsyncd, "offices")
+	withGroups := p.wants("", "groups")
+	var grants map[string][]directory.Grant
+	var groups map[string][]directory.Group
+	if er, ok := rd.(extrasReader); ok && (withGrants || withGroups) && len(users) > 0 {
+		ids := make([]string, len(users))
+		for i, u := range users {
+			ids[i] = u.ID
+		}
+		var err error
+		if grants, groups, err = er.SCIMUserExtras(ctx, ids); err != nil {
+			return nil, fmt.Errorf("scim: roles and groups of %d users: %w", len(ids), err)
+		}
+	} else {
+		grants, groups = map[string][]directory.Grant{}, map[string][]directory.Group{}
+		for _, u := range users {
+			if withGrants {
+				gs, err := rd.ListGrants(ctx, store.GrantQuery{UserID: u.ID})
+				if err != nil {
+					return nil, fmt.Errorf("scim: grants of user %s: %w", u.ID, err)
+				}
+				grants[u.ID] = gs
+			}
+			if withGroups {
+				gs, err := rd.ListUserGroups(ctx, u.ID)
+				if err != nil {
+					return nil, fmt.Errorf("scim: groups of user %s: %w", u.ID, err)
+				}
+				groups[u.ID] = gs
+			}
+		}
+	}
+	base := baseURL(ctx)
+	out := make([]map[string]any, 0, len(users))
+	for _, u := range users {
+		res, err := renderUser(u, base, grants[u.ID], groups[u.ID], withGrants, withGroups)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.apply(userDef, res))
+	}
+	return out, nil
 }
 
 // visibleUser reads a user that SCIM may see: soft-deleted users are 404.
@@ -74,17 +119,20 @@ func (o userOps) get(ctx context.Context, id string, p projection) (map[string]a
 }
 
 func (o userOps) list(ctx context.Context, q listQuery, p projection) ([]map[string]any, int64, error) {
-	page, err := o.h.b.ListUsers(ctx, store.UserQuery{Filter: q.Filter, SortBy: q.SortBy, SortDesc: q.SortDesc, Offset: q.Offset, Limit: q.Limit})
+	uq := store.UserQuery{Filter: q.Filter, SortBy: q.SortBy, SortDesc: q.SortDesc, Offset: q.Offset, Limit: q.Limit}
+	var page store.Page[directory.User]
+	var err error
+	if pl, ok := o.h.b.(pageLister); ok {
+		page, err = pl.SCIMListUsers(ctx, uq)
+	} else {
+		page, err = o.h.b.ListUsers(ctx, uq)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("scim: list users: %w", err)
 	}
-	out := make([]map[string]any, 0, len(page.Items))
-	for _, u := range page.Items {
-		res, err := o.render(ctx, o.h.b, u, p)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, res)
+	out, err := o.renderAll(ctx, o.h.b, page.Items, p)
+	if err != nil {
+		return nil, 0, err
 	}
 	return out, page.Total, nil
 }
