@@ -3,7 +3,10 @@ package scim
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -98,4 +101,84 @@ func testStoreFastPathsAnswerAlike(t *testing.T, e *env) {
 		}
 	}
 	e.srv = fast
+}
+
+// TestSCIMUpdateUserMatchesUpdateUser: the store's SCIM update path
+// (SCIMLockUser + SCIMUpdateUser) gives UpdateUser's outcome, version,
+// stored e-mails and audit events, step by step on twin users.
+func TestSCIMUpdateUserMatchesUpdateUser(t *testing.T) { bothStores(t, testSCIMUpdateUserMatchesUpdateUser) }
+
+func testSCIMUpdateUserMatchesUpdateUser(t *testing.T, e *env) {
+	ctx := context.Background()
+	ids := map[string]string{}
+	for _, n := range []string{"twa", "twb"} {
+		ids[n] = e.createUser(n+"@example.org", map[string]any{"displayName": "Twin"})
+	}
+	e.createUser("taken@example.org", nil)
+	steps := []struct {
+		name   string
+		expect int64
+		change func(u *directory.User, n string)
+		want   error
+	}{
+		{"display name", 0, func(u *directory.User, n string) { u.DisplayName = "Twin 2" }, nil},
+		{"no change", 0, func(u *directory.User, n string) {}, nil},
+		{"second e-mail", 0, func(u *directory.User, n string) {
+			u.Emails = append(u.Emails, directory.Email{Value: n + "-home@example.org", Type: "home"})
+		}, nil},
+		{"userName case only", 0, func(u *directory.User, n string) { u.UserName = strings.ToUpper(n) + "@example.org" }, nil},
+		{"userName taken", 0, func(u *directory.User, n string) { u.UserName = "TAKEN@example.org" }, store.ErrConflict},
+		{"e-mail taken", 0, func(u *directory.User, n string) {
+			u.Email = "Taken@Example.org"
+			u.Emails = []directory.Email{{Value: "Taken@Example.org", Primary: true}}
+		}, store.ErrConflict},
+		{"stale version", 1, func(u *directory.User, n string) { u.DisplayName = "stale" }, store.ErrVersionMismatch},
+		{"matching version", 4, func(u *directory.User, n string) { u.Active = false }, nil},
+	}
+	for _, s := range steps {
+		outcome := map[string]error{}
+		events := map[string]int{}
+		for _, n := range []string{"twa", "twb"} {
+			before := lastSeq(t, e.st)
+			err := e.st.Update(ctx, audit.Meta{Actor: "scim:test"}, func(ctx context.Context, tx store.Tx) error {
+				if n == "twa" {
+					u, err := tx.GetUser(ctx, ids[n])
+					if err != nil {
+						return err
+					}
+					s.change(&u, n)
+					return tx.UpdateUser(ctx, &u, s.expect)
+				}
+				l, ok := tx.(userLocker)
+				if !ok {
+					t.Fatal("the store's transaction has no SCIM update path")
+				}
+				cur, err := l.SCIMLockUser(ctx, ids[n])
+				if err != nil {
+					return err
+				}
+				u := cur
+				u.Emails = slices.Clone(cur.Emails)
+				s.change(&u, n)
+				return l.SCIMUpdateUser(ctx, &u, cur, s.expect)
+			})
+			outcome[n] = err
+			_ = e.st.Audit(ctx, store.AuditFilter{AfterSeq: before}, func(ev audit.Event) error { events[n]++; return nil })
+		}
+		for n, err := range outcome {
+			if (s.want == nil) != (err == nil) || (s.want != nil && !errors.Is(err, s.want)) {
+				t.Errorf("%s: %s: error %v, want %v", s.name, n, err, s.want)
+			}
+		}
+		if events["twa"] != events["twb"] {
+			t.Errorf("%s: audit events %v", s.name, events)
+		}
+		a, _ := e.st.GetUser(ctx, ids["twa"])
+		b, _ := e.st.GetUser(ctx, ids["twb"])
+		if a.Version != b.Version || a.Active != b.Active || a.DisplayName != b.DisplayName || len(a.Emails) != len(b.Emails) ||
+			strings.ReplaceAll(strings.ToLower(a.UserName), "twa", "twb") != strings.ToLower(b.UserName) ||
+			strings.ReplaceAll(fmt.Sprint(a.Emails), "twa", "twb") != fmt.Sprint(b.Emails) {
+			t.Errorf("%s: stored users differ:\n UpdateUser     %+v\n SCIMUpdateUser %+v", s.name, a, b)
+		}
+	}
 }

@@ -196,10 +196,33 @@ func (o userOps) create(ctx context.Context, m audit.Meta, st map[string]any) (m
 	return res, u.Version, err
 }
 
+// userLocker is the store's update path for a user read in the same
+// transaction (store/sqlstore/scim_users.go): PUT and PATCH read the user
+// once instead of twice, and skip the uniqueness checks and the e-mail
+// rewrite when those do not change.
+type userLocker interface {
+	SCIMLockUser(ctx context.Context, id string) (directory.User, error)
+	SCIMUpdateUser(ctx context.Context, u *directory.User, cur directory.User, expectVersion int64) error
+}
+
+// lockForWrite reads the user a PUT or PATCH changes (404 when hidden).
+func lockForWrite(ctx context.Context, tx store.Tx, id string) (directory.User, error) {
+	if l, ok := tx.(userLocker); ok {
+		return visibleUser(ctx, l.SCIMLockUser, id)
+	}
+	return visibleUser(ctx, tx.GetUser, id)
+}
+
 // write stores next in place of prev (PUT and PATCH): version check,
 // deprovisioning, link upkeep, response.
 func (o userOps) write(ctx context.Context, tx store.Tx, m audit.Meta, prev, next directory.User, want int64) (directory.User, error) {
-	if err := tx.UpdateUser(ctx, &next, want); err != nil {
+	var err error
+	if l, ok := tx.(userLocker); ok {
+		err = l.SCIMUpdateUser(ctx, &next, prev, want)
+	} else {
+		err = tx.UpdateUser(ctx, &next, want)
+	}
+	if err != nil {
 		return next, fmt.Errorf("scim: update user %s: %w", prev.ID, err)
 	}
 	if prev.Active && !next.Active {
@@ -218,7 +241,7 @@ func (o userOps) write(ctx context.Context, tx store.Tx, m audit.Meta, prev, nex
 func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[string]any, want int64) (map[string]any, int64, error) {
 	var saved directory.User
 	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
-		prev, err := visibleUser(ctx, tx.GetUser, id)
+		prev, err := lockForWrite(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -246,7 +269,7 @@ func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[st
 func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patchOp, want int64) (map[string]any, int64, error) {
 	var saved directory.User
 	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
-		prev, err := visibleUser(ctx, tx.GetUser, id)
+		prev, err := lockForWrite(ctx, tx, id)
 		if err != nil {
 			return err
 		}

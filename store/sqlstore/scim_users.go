@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
@@ -71,7 +72,7 @@ func (r *reader) SCIMUserExtras(ctx context.Context, userIDs []string) (map[stri
 	if len(userIDs) == 0 {
 		return grants, groups, nil
 	}
-	in, arg := r.s.d.InList("user_id", userIDs)
+	in, arg := r.inOrEq("user_id", userIDs)
 	gs, err := r.queryGrants(ctx, "WHERE "+in+" ORDER BY user_id, firm_number, service, role", arg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: grants of %d users: %w", len(userIDs), err)
@@ -79,7 +80,7 @@ func (r *reader) SCIMUserExtras(ctx context.Context, userIDs []string) (map[stri
 	for _, g := range gs {
 		grants[g.UserID] = append(grants[g.UserID], g)
 	}
-	in, arg = r.s.d.InList("m.user_id", userIDs)
+	in, arg = r.inOrEq("m.user_id", userIDs)
 	rows, err := r.c.Query(ctx, `SELECT m.user_id, g.id, g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id
 WHERE `+in+` AND g.deleted_at IS NULL ORDER BY m.user_id, g.id`, arg)
 	if err != nil {
@@ -106,7 +107,7 @@ func (r *reader) SCIMMissingUsers(ctx context.Context, ids []string) ([]string, 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	in, arg := r.s.d.InList("id", ids)
+	in, arg := r.inOrEq("id", ids)
 	live, err := r.strings(ctx, `SELECT id FROM users WHERE `+in+` AND deleted_at IS NULL`, arg)
 	if err != nil {
 		return nil, fmt.Errorf("store: check %d users: %w", len(ids), err)
@@ -122,4 +123,81 @@ func (r *reader) SCIMMissingUsers(ctx context.Context, ids []string) ([]string, 
 		}
 	}
 	return missing, nil
+}
+
+// inOrEq is the dialect's IN-list predicate, or "col = ?" for one value: a
+// single lookup (the common case: one user rendered, one member added)
+// then needs no list argument (on SQLite, a json_each scan).
+func (r *reader) inOrEq(col string, vals []string) (string, any) {
+	if len(vals) == 1 {
+		return col + " = ?", vals[0]
+	}
+	return r.s.d.InList(col, vals)
+}
+
+// SCIMLockUser reads a user in this transaction for an update that
+// follows (FOR UPDATE on PostgreSQL), deleted or not, like GetUser.
+func (t *txn) SCIMLockUser(ctx context.Context, id string) (directory.User, error) {
+	return t.lockUser(ctx, fmt.Sprintf("get user %q", id), id)
+}
+
+// SCIMUpdateUser is UpdateUser for a caller that has read cur with
+// SCIMLockUser in this same transaction (a SCIM PUT or PATCH, which needs
+// the stored user to compute the new one): it does not read the user again,
+// checks uniqueness only when userName or e-mail change, and rewrites the
+// e-mails only when they change. Outcome, version and audit event are
+// UpdateUser's.
+func (t *txn) SCIMUpdateUser(ctx context.Context, u *directory.User, cur directory.User, expectVersion int64) error {
+	op := fmt.Sprintf("update user %q", u.ID)
+	if u.ID == "" || u.ID != cur.ID {
+		return fmt.Errorf("store: %s: the locked user is %q", op, cur.ID)
+	}
+	if err := normalizeUser(u); err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	if cur.DeletedAt != nil {
+		return fmt.Errorf("store: %s: user is deleted: %w", op, store.ErrNotFound)
+	}
+	if expectVersion > 0 && expectVersion != cur.Version {
+		return fmt.Errorf("store: %s: stored version %d, expected %d: %w", op, cur.Version, expectVersion, store.ErrVersionMismatch)
+	}
+	u.CreatedAt, u.DeletedAt = cur.CreatedAt, nil
+	if sameUser(cur, *u) {
+		u.Version, u.UpdatedAt = cur.Version, cur.UpdatedAt
+		return nil
+	}
+	if !strings.EqualFold(u.UserName, cur.UserName) || !strings.EqualFold(u.Email, cur.Email) {
+		if err := t.checkUserUnique(ctx, op, u); err != nil {
+			return err
+		}
+	}
+	u.Version, u.UpdatedAt = cur.Version+1, t.s.nowUTC()
+	// The same statement as writeUserRow's.
+	if _, err := t.c.Exec(ctx, `UPDATE users SET user_name = ?, user_name_lc = ?, external_id = ?, email = ?, email_lc = ?,
+given_name = ?, family_name = ?, display_name = ?, display_name_lc = ?, active = ?, user_type = ?, firm_number = ?,
+usual_role = ?, location = ?, attrs = ?, version = ?, created_at = ?, updated_at = ?, deleted_at = ? WHERE id = ?`,
+		append(t.userArgs(nil, u)[1:], u.ID)...); err != nil {
+		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	if !sameEmails(cur.Emails, u.Emails) {
+		if _, err := t.c.Exec(ctx, `DELETE FROM user_emails WHERE user_id = ?`, u.ID); err != nil {
+			return fmt.Errorf("store: %s: emails: %w", op, t.s.mapErr(err))
+		}
+		if err := t.insertEmails(ctx, []*directory.User{u}); err != nil {
+			return fmt.Errorf("store: %s: emails: %w", op, t.s.mapErr(err))
+		}
+	}
+	return t.record(ctx, "user.update", "user", u.ID, audit.Marshal(cur), audit.Marshal(u))
+}
+
+func sameEmails(a, b []directory.Email) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
