@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"strings"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -106,7 +106,9 @@ func testStoreFastPathsAnswerAlike(t *testing.T, e *env) {
 // TestSCIMUpdateUserMatchesUpdateUser: the store's SCIM update path
 // (SCIMLockUser + SCIMUpdateUser) gives UpdateUser's outcome, version,
 // stored e-mails and audit events, step by step on twin users.
-func TestSCIMUpdateUserMatchesUpdateUser(t *testing.T) { bothStores(t, testSCIMUpdateUserMatchesUpdateUser) }
+func TestSCIMUpdateUserMatchesUpdateUser(t *testing.T) {
+	bothStores(t, testSCIMUpdateUserMatchesUpdateUser)
+}
 
 func testSCIMUpdateUserMatchesUpdateUser(t *testing.T, e *env) {
 	ctx := context.Background()
