@@ -47,7 +47,7 @@ func TestAdminAuthentication(t *testing.T) {
 		t.Fatalf("me = %+v (%v)", me, err)
 	}
 	r = e.call(t, "GET", "/api/v1/me", e.token("ops@agency.example"), "")
-	if err := json.Unmarshal([]byte(r.body), &me); err != nil || !me.Support || me.Actor != "support:ops@agency.example" {
+	if err := json.Unmarshal([]byte(r.body), &me); err != nil || !me.Support || me.Actor != "admin:oidc:ops@agency.example" {
 		t.Fatalf("support me = %+v (%v)", me, err)
 	}
 	// Every refusal is logged, never with the token.
@@ -219,7 +219,7 @@ func TestAdminGrantRules(t *testing.T) {
 		switch ev.Actor {
 		case want:
 			byAlice = append(byAlice, ev)
-		case "support:ops@agency.example":
+		case "admin:oidc:ops@agency.example":
 			bySupport = append(bySupport, ev)
 		}
 		return nil
@@ -303,7 +303,7 @@ func TestAdminAuditCatalogueRuns(t *testing.T) {
 	if r := e.call(t, "POST", "/api/v1/runs/run-held/approve", support, `{"planHash":"h-123"}`); r.code != 200 {
 		t.Fatalf("approve: %d %s", r.code, r.body)
 	}
-	if got := e.approver.calls[len(e.approver.calls)-1]; got != "run-held h-123 support:ops@agency.example" {
+	if got := e.approver.calls[len(e.approver.calls)-1]; got != "run-held h-123 admin:oidc:ops@agency.example" {
 		t.Fatalf("approver call %q", got)
 	}
 	if r := e.call(t, "POST", "/api/v1/runs/run-held/approve", support, `{"planHash":"h-123"}`); r.code != 409 || errorCode(t, r.body) != "not_held" {

@@ -42,15 +42,12 @@ type caller struct {
 	identity webauth.Identity
 }
 
-// actor is the audit actor of c's changes: "admin:<token name>" for static
-// tokens, "admin:<user id>" for a signed-in dirsyncd user and
-// "support:<claim>" for a support identity that is no dirsyncd user.
-func (c *caller) actor() string {
-	if c.p.Kind == "oidc" && c.user.ID == "" {
-		return "support:" + c.identity.Claim
-	}
-	return c.p.Actor()
-}
+// actor is the audit actor of c's changes (auth.Principal.Actor, so runs
+// triggered through the scheduler carry the same one): "admin:<token
+// name>" for static tokens, "admin:<user id>" for a signed-in dirsyncd
+// user and "admin:oidc:<claim>" for a support identity that is no
+// dirsyncd user.
+func (c *caller) actor() string { return c.p.Actor() }
 
 // support: every firm, admin roles included.
 func (c *caller) support() bool { return c.p.Has(auth.ScopeSupport) }
@@ -126,7 +123,7 @@ func (s *Server) callerFor(ctx context.Context, id webauth.Identity) (*caller, *
 	default:
 		c.user = u
 	}
-	c.p = auth.Principal{Kind: "oidc", Name: id.Claim}
+	c.p = auth.Principal{Kind: "oidc", Name: "oidc:" + id.Claim}
 	if c.user.ID != "" {
 		c.p.Name = c.user.ID
 		gs, err := s.adm.store.ListGrants(ctx, store.GrantQuery{UserID: c.user.ID, Service: ManagerService, Role: ManagerRole})

@@ -97,7 +97,7 @@ func TestBrowserSupportReviewsAndApproves(t *testing.T) {
 	shot(t, ctx, "03-held-plan")
 	step(t, ctx, "approve", chromedp.Click("#approve"), chromedp.WaitVisible("#status.ok"))
 	shot(t, ctx, "04-approved")
-	if len(e.approver.calls) != 1 || e.approver.calls[0] != "run-held h-123 support:ops@agency.example" {
+	if len(e.approver.calls) != 1 || e.approver.calls[0] != "run-held h-123 admin:oidc:ops@agency.example" {
 		t.Fatalf("approver calls: %v", e.approver.calls)
 	}
 }

@@ -113,7 +113,7 @@ func TestUISupportPages(t *testing.T) {
 	// The login is audited with the signed-in identity as actor.
 	n := 0
 	_ = e.st.Audit(context.Background(), store.AuditFilter{Action: "user.login"}, func(ev audit.Event) error {
-		if ev.Actor == "support:ops@agency.example" {
+		if ev.Actor == "admin:oidc:ops@agency.example" {
 			n++
 		}
 		return nil
@@ -164,7 +164,7 @@ func TestUISupportPages(t *testing.T) {
 	}
 	// Audit search and CSV.
 	_, body = b.get("/ui/audit?action=run.approve")
-	if !strings.Contains(body, "support:ops@agency.example") {
+	if !strings.Contains(body, "admin:oidc:ops@agency.example") {
 		t.Fatalf("audit page lacks the approval")
 	}
 	resp, body = b.get("/ui/audit?format=csv&action=run.approve")

@@ -218,7 +218,7 @@ oidc:
 	st := openTestStore(t, db)
 	defer st.Close()
 	_ = st.Audit(context.Background(), store.AuditFilter{Action: "run.approve"}, func(e audit.Event) error {
-		if e.Actor == "support:ops@agency.example" && e.ObjectID == id {
+		if e.Actor == "admin:oidc:ops@agency.example" && e.ObjectID == id {
 			n++
 		}
 		return nil
