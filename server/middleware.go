@@ -208,6 +208,7 @@ func (s *Server) RequireScope(scope string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := auth.BearerToken(r)
 		if !ok {
+			s.logRefusal(r, &authFailure{status: http.StatusUnauthorized, code: "unauthenticated", reason: "no bearer token"})
 			w.Header().Set("WWW-Authenticate", `Bearer realm="dirsyncd"`)
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required")
 			return
