@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -231,6 +232,29 @@ func TestSafeNext(t *testing.T) {
 		"/ui/login": "/ui/runs", "/api/v1/users": "/ui/runs", "": "/ui/runs"} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRecentAuditNewestFirst(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	ctx := context.Background()
+	for i := range 7 {
+		err := e.st.Update(ctx, audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+			return tx.Record(ctx, "note", "user", e.bob.ID, nil, map[string]int{"i": i})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	got, err := e.srv.recentAudit(r, e.bob.ID, 3)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("%v %v", got, err)
+	}
+	for i, want := range []string{`{"i":6}`, `{"i":5}`, `{"i":4}`} {
+		if string(got[i].After) != want {
+			t.Fatalf("event %d = %s, want %s", i, got[i].After, want)
 		}
 	}
 }

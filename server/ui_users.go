@@ -151,7 +151,7 @@ func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, c *caller, s
 			d.Roles = append(d.Roles, roleChoice{Service: svc.Slug, Role: role.Slug, Label: svc.Name + ": " + role.Name})
 		}
 	}
-	d.History, err = s.auditEvents(r, auditFilterForUser(u.ID))
+	d.History, err = s.recentAudit(r, u.ID, 100)
 	if err != nil {
 		s.internalPage(w, r, "user history", err)
 		return
@@ -279,6 +279,27 @@ func (s *Server) uiAudit(w http.ResponseWriter, r *http.Request, c *caller, sd s
 
 func urlQ(v string) string { return url.QueryEscape(v) }
 
-func auditFilterForUser(id string) store.AuditFilter {
-	return store.AuditFilter{ObjectID: id, Limit: 100}
+// recentAudit returns the newest n events about one user, newest first.
+// It walks the user's events in order keeping the last n (the store reads
+// in sequence order only); a user's history is small next to the log.
+func (s *Server) recentAudit(r *http.Request, userID string, n int) ([]audit.Event, error) {
+	ring := make([]audit.Event, 0, n)
+	start := 0
+	err := s.adm.store.Audit(r.Context(), store.AuditFilter{ObjectID: userID}, func(e audit.Event) error {
+		if len(ring) < n {
+			ring = append(ring, e)
+		} else {
+			ring[start] = e
+			start = (start + 1) % n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]audit.Event, 0, len(ring))
+	for i := len(ring) - 1; i >= 0; i-- {
+		out = append(out, ring[(start+i)%len(ring)])
+	}
+	return out, nil
 }
