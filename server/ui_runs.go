@@ -170,14 +170,13 @@ type itemRow struct {
 }
 
 type runData struct {
-	Run      runRow
-	Items    []itemRow
-	Action   string
-	Actions  []string
-	NextSeq  int64
-	HasNext  bool
-	HasPlan  bool
-	ExportQS string
+	Run     runRow
+	Items   []itemRow
+	Action  string
+	Actions []string
+	NextSeq int64
+	HasNext bool
+	HasPlan bool
 }
 
 // itemActions are the actions offered in the filter (any value is accepted).
@@ -228,9 +227,6 @@ func (s *Server) uiRun(w http.ResponseWriter, r *http.Request, c *caller, sd ses
 	}
 	if len(items) == defaultLimit {
 		d.HasNext, d.NextSeq = true, items[len(items)-1].Seq
-	}
-	if action != "" {
-		d.ExportQS = "&action=" + action
 	}
 	s.render(w, r, http.StatusOK, "run", uiPage{Title: "Run " + run.ID, Me: s.me(c), CSRF: s.csrfOf(sd), Data: d})
 }

@@ -131,6 +131,9 @@ func TestUISupportPages(t *testing.T) {
 	if c := strings.Count(body, `class="item" data-action="failed"`); c != 40 || strings.Contains(body, `data-action="created"`) {
 		t.Fatalf("filtered page: %d failed items", c)
 	}
+	if !strings.Contains(body, `href="/ui/runs/run-ldap?format=csv&amp;action=failed"`) {
+		t.Fatal("the export links do not keep the filter")
+	}
 	resp, body = b.get("/ui/runs/run-ldap?action=failed&format=csv")
 	lines := strings.Split(strings.TrimSpace(body), "\n")
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || len(lines) != 41 || lines[0] != "seq,action,objectType,objectId,reason,before,after" {
