@@ -42,7 +42,15 @@ func testStoreFastPathsAnswerAlike(t *testing.T, e *env) {
 	}
 	var ids []string
 	for i := 0; i < 5; i++ {
-		ids = append(ids, e.createUser(fmt.Sprintf("fp%d@example.org", i), map[string]any{"displayName": fmt.Sprintf("FP %d", i)}))
+		extra := map[string]any{"displayName": fmt.Sprintf("FP %d", i)}
+		switch i {
+		case 0: // several e-mails, kept in their order
+			extra["emails"] = []any{map[string]any{"value": "fp0-z@example.org", "type": "home"},
+				map[string]any{"value": "fp0@example.org", "type": "work", "primary": true}, map[string]any{"value": "fp0-a@example.org"}}
+		case 3: // none
+			extra["emails"] = []any{}
+		}
+		ids = append(ids, e.createUser(fmt.Sprintf("fp%d@example.org", i), extra))
 	}
 	grantFor(t, e.st, ids[0])
 	grantFor(t, e.st, ids[2])
@@ -82,6 +90,22 @@ func testStoreFastPathsAnswerAlike(t *testing.T, e *env) {
 		b := e.must(e.do("GET", path, nil), 200)
 		if !bytes.Equal(a.Raw, b.Raw) {
 			t.Errorf("GET %s differs:\n fast %s\n slow %s", path, a.Raw, b.Raw)
+		}
+	}
+	// PUT and PATCH through both paths leave the same stored user.
+	for i, srv := range []*httptest.Server{fast, slow} {
+		e.srv = srv
+		e.must(e.do("PATCH", "/Users/"+ids[0], patchBody(map[string]any{"op": "replace", "path": "title", "value": fmt.Sprint("T", i)})), 200)
+		e.must(e.do("PUT", "/Users/"+ids[3], map[string]any{"schemas": []string{URNUser}, "userName": "fp3@example.org",
+			"emails": []any{map[string]any{"value": fmt.Sprintf("fp3-%d@example.org", i)}}}), 200)
+		e.srv = fast
+		a := e.must(e.do("GET", "/Users/"+ids[0], nil), 200)
+		if fmt.Sprint(a.Body["emails"]) != "[map[type:home value:fp0-z@example.org] map[primary:true type:work value:fp0@example.org] map[value:fp0-a@example.org]]" {
+			t.Errorf("e-mails after PATCH (path %d): %v", i, a.Body["emails"])
+		}
+		b := e.must(e.do("GET", "/Users/"+ids[3], nil), 200)
+		if fmt.Sprint(b.Body["emails"]) != fmt.Sprintf("[map[value:fp3-%d@example.org]]", i) {
+			t.Errorf("e-mails after PUT (path %d): %v", i, b.Body["emails"])
 		}
 	}
 	g := e.createGroup("FP target")

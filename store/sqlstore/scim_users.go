@@ -48,7 +48,7 @@ func (r *reader) SCIMListUsers(ctx context.Context, q store.UserQuery) (store.Pa
 	}
 	offset := max(q.Offset, 0)
 	args := append(append([]any(nil), w.args...), sqlLimit(q.Limit), offset)
-	page.Items, err = r.queryUsers(ctx, wh+order+" LIMIT ? OFFSET ?", args...)
+	page.Items, err = r.queryUsersJoined(ctx, wh+order+" LIMIT ? OFFSET ?", order, args...)
 	if err != nil {
 		return page, fmt.Errorf("store: list users: %w", err)
 	}
@@ -138,7 +138,65 @@ func (r *reader) inOrEq(col string, vals []string) (string, any) {
 // SCIMLockUser reads a user in this transaction for an update that
 // follows (FOR UPDATE on PostgreSQL), deleted or not, like GetUser.
 func (t *txn) SCIMLockUser(ctx context.Context, id string) (directory.User, error) {
-	return t.lockUser(ctx, fmt.Sprintf("get user %q", id), id)
+	op := fmt.Sprintf("get user %q", id)
+	us, err := t.queryUsersJoined(ctx, "WHERE u.id = ?"+t.forUpdate(), "", id)
+	if err != nil {
+		return directory.User{}, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	if len(us) == 0 {
+		return directory.User{}, fmt.Errorf("store: %s: %w", op, store.ErrNotFound)
+	}
+	return us[0], nil
+}
+
+// queryUsersJoined is queryUsers in one statement: the users selected by
+// tail (a WHERE/ORDER BY/LIMIT over "users u") joined with their e-mails.
+// order repeats tail's ORDER BY for the outer query (a join does not keep
+// the subquery's order).
+func (r *reader) queryUsersJoined(ctx context.Context, tail, order string, args ...any) ([]directory.User, error) {
+	rows, err := r.c.Query(ctx, `SELECT u.id, u.user_name, u.external_id, u.email, u.given_name, u.family_name, u.display_name,
+u.active, u.user_type, u.firm_number, u.usual_role, u.location, u.attrs, u.version, u.created_at, u.updated_at, u.deleted_at,
+COALESCE(e.idx, -1), COALESCE(e.value, ''), COALESCE(e.type, ''), COALESCE(e.is_primary, `+r.s.d.falseLiteral()+`)
+FROM (SELECT * FROM users u `+tail+`) u LEFT JOIN user_emails e ON e.user_id = u.id`+joinedOrder(order), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []directory.User
+	for rows.Next() {
+		var u directory.User
+		var idx int64
+		var e directory.Email
+		if err := rows.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
+			&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
+			tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt}, &idx, &e.Value, &e.Type, &e.Primary); err != nil {
+			return nil, err
+		}
+		if n := len(out); n == 0 || out[n-1].ID != u.ID {
+			out = append(out, u)
+		}
+		if idx >= 0 {
+			last := &out[len(out)-1]
+			last.Emails = append(last.Emails, e)
+		}
+	}
+	return out, rows.Err()
+}
+
+// joinedOrder is the outer ORDER BY of queryUsersJoined: the page's order,
+// then each user's e-mails in their stored order.
+func joinedOrder(order string) string {
+	if order == "" {
+		return " ORDER BY u.id, e.idx"
+	}
+	return order + ", e.idx"
+}
+
+func (d *Dialect) falseLiteral() string {
+	if d.Name == "postgres" {
+		return "false"
+	}
+	return "0"
 }
 
 // SCIMUpdateUser is UpdateUser for a caller that has read cur with
