@@ -223,7 +223,7 @@ func (e *Engine) evaluate(f *Facts, trace bool) Result {
 						continue
 					}
 					prov := directory.Provenance{Kind: directory.ProvRule, Ref: r.Name, Detail: why}
-					reason := fmt.Sprintf("rule %s: %s; %s%s", r.Name, why, scopeString(scope), scopeNote)
+					reason := "rule " + r.Name + ": " + why + "; " + scopeString(scope) + scopeNote
 					if d, ok := desired[k]; ok {
 						d.Grant.AllOffices, d.Grant.Offices = unionScope(d.Grant, scope)
 						if !hasProv(d.Grant.Provenance, prov) {
@@ -385,6 +385,14 @@ func KeyLess(a, b directory.GrantKey) bool { return keyLess(a, b) }
 
 // userFirms returns the user's firms: memberships plus the primary firm.
 func userFirms(f *Facts) []string {
+	switch {
+	case len(f.Memberships) == 0 && f.User.FirmNumber == "":
+		return nil
+	case len(f.Memberships) == 0:
+		return []string{f.User.FirmNumber}
+	case len(f.Memberships) == 1 && (f.User.FirmNumber == "" || f.User.FirmNumber == f.Memberships[0].FirmNumber):
+		return []string{f.Memberships[0].FirmNumber}
+	}
 	var out []string
 	for _, m := range f.Memberships {
 		out = append(out, m.FirmNumber)
@@ -424,8 +432,7 @@ type evalCtx struct {
 	f            *Facts
 	attrs        map[string]any
 	parsed       bool
-	lnames, ldns []string                   // lower-cased group names and normalised DNs
-	active       map[string]map[string]bool // firm -> its active office codes
+	lnames, ldns []string // lower-cased group names and normalised DNs
 }
 
 // match evaluates r's criteria for firm; it returns what matched, or (with
@@ -433,6 +440,7 @@ type evalCtx struct {
 func (ev *evalCtx) match(r *Rule, firm directory.Firm, why bool) (string, bool) {
 	var buf [5]string
 	what := buf[:0]
+	firmOK, userTypeOK := false, false
 	m := &r.Match
 	if len(m.FirmTypes) > 0 {
 		if !slices.Contains(m.FirmTypes, firm.Type) {
@@ -441,7 +449,7 @@ func (ev *evalCtx) match(r *Rule, firm directory.Firm, why bool) (string, bool) 
 			}
 			return fmt.Sprintf("firm %s is %s, the rule wants %s", firm.Number, firm.Type, joinTypes(m.FirmTypes)), false
 		}
-		what = append(what, "firm type "+string(firm.Type))
+		firmOK = true // detail built only if every criterion holds
 	}
 	if len(m.UserTypes) > 0 {
 		ok := false
@@ -456,7 +464,7 @@ func (ev *evalCtx) match(r *Rule, firm directory.Firm, why bool) (string, bool) 
 			}
 			return fmt.Sprintf("userType %q is not one of %s", ev.f.User.UserType, strings.Join(m.UserTypes, ", ")), false
 		}
-		what = append(what, "userType "+ev.f.User.UserType)
+		userTypeOK = true
 	}
 	if len(m.Groups) > 0 {
 		g, ok := ev.matchGroups(m.Groups)
@@ -501,6 +509,12 @@ func (ev *evalCtx) match(r *Rule, firm directory.Firm, why bool) (string, bool) 
 			return fmt.Sprintf("no legacy CWA login in firm %s", firm.Number), false
 		}
 		what = append(what, "legacy CWA login "+login)
+	}
+	if userTypeOK {
+		what = append([]string{"userType " + ev.f.User.UserType}, what...)
+	}
+	if firmOK {
+		what = append([]string{"firm type " + string(firm.Type)}, what...)
 	}
 	if len(what) == 0 {
 		what = append(what, "every user of firm "+firm.Number)
@@ -738,22 +752,18 @@ func (ev *evalCtx) scope(s *OfficeScope, firm directory.Firm) (scope, string) {
 			}
 		}
 	}
-	if ev.active == nil {
-		ev.active = map[string]map[string]bool{}
-	}
-	active, ok := ev.active[firm.Number]
-	if !ok {
-		active = map[string]bool{}
-		for _, o := range ev.f.Offices[firm.Number] {
-			if o.Active && o.FirmNumber == firm.Number {
-				active[o.Code] = true
+	firmOffices := ev.f.Offices[firm.Number]
+	active := func(code string) bool {
+		for i := range firmOffices {
+			if o := &firmOffices[i]; o.Code == code {
+				return o.Active && o.FirmNumber == firm.Number
 			}
 		}
-		ev.active[firm.Number] = active
+		return false
 	}
 	var kept, dropped []string
 	for _, c := range codes {
-		if active[c] {
+		if active(c) {
 			kept = append(kept, c)
 		} else {
 			dropped = append(dropped, c)

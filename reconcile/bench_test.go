@@ -64,18 +64,30 @@ func buildBenchWorld(b *testing.B) (store.Store, *Reconciler, []string, map[stri
 		nUsers = n
 	}
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "dirsyncd-reconcile-bench-")
+	// DIRSYNCD_BENCH_DB=FILE keeps the data set in FILE, and reuses it when
+	// FILE exists (for iterating; recorded figures use a fresh data set).
+	path, keep := os.LookupEnv("DIRSYNCD_BENCH_DB")
+	if !keep {
+		dir, err := os.MkdirTemp("", "dirsyncd-reconcile-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchCleanup = func() { _ = os.RemoveAll(dir) }
+		path = filepath.Join(dir, "bench.db")
+	}
+	_, statErr := os.Stat(path)
+	reuse := keep && statErr == nil
+	s, err := sqlite.Open(ctx, path, sqlite.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchCleanup = func() { _ = os.RemoveAll(dir) }
-	s, err := sqlite.Open(ctx, filepath.Join(dir, "bench.db"), sqlite.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchCleanup = func() { _ = s.Close(); _ = os.RemoveAll(dir) }
+	prev := benchCleanup
+	benchCleanup = func() { _ = s.Close(); prev() }
 	if err := s.Migrate(ctx); err != nil {
 		b.Fatal(err)
+	}
+	if reuse {
+		return reuseBenchWorld(b, s)
 	}
 	start := time.Now()
 	up := func(fn func(ctx context.Context, tx store.Tx) error) {
@@ -159,19 +171,7 @@ func buildBenchWorld(b *testing.B) (store.Store, *Reconciler, []string, map[stri
 		}
 		return nil
 	})
-	cat, err := mapping.LoadCatalogue(filepath.Join("..", "configs", "catalogue.yaml"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rules, err := mapping.LoadRules(filepath.Join("testdata", "bench_rules.yaml"), cat)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if len(rules.Rules) != 20 {
-		b.Fatalf("%d rules", len(rules.Rules))
-	}
-	workers, _ := strconv.Atoi(os.Getenv("DIRSYNCD_BENCH_WORKERS")) // 0 = default
-	r := New(s, mapping.NewEngine(cat, rules), Options{Guard: Guard{MinRevokes: 1 << 30}, BatchSize: 2000, Workers: workers})
+	r := benchReconciler(b, s)
 	rep, err := r.Full(ctx, RunOptions{Trigger: "manual"})
 	if err != nil {
 		b.Fatal(err)
@@ -188,6 +188,51 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchReconciler(b *testing.B, s store.Store) *Reconciler {
+	cat, err := mapping.LoadCatalogue(filepath.Join("..", "configs", "catalogue.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rules, err := mapping.LoadRules(filepath.Join("testdata", "bench_rules.yaml"), cat)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(rules.Rules) != 20 {
+		b.Fatalf("%d rules", len(rules.Rules))
+	}
+	workers, _ := strconv.Atoi(os.Getenv("DIRSYNCD_BENCH_WORKERS")) // 0 = default
+	return New(s, mapping.NewEngine(cat, rules), Options{Guard: Guard{MinRevokes: 1 << 30}, BatchSize: 2000, Workers: workers})
+}
+
+// reuseBenchWorld reads the ids of a kept data set (DIRSYNCD_BENCH_DB).
+func reuseBenchWorld(b *testing.B, s store.Store) (store.Store, *Reconciler, []string, map[string]string) {
+	ctx := context.Background()
+	var ids []string
+	for after := ""; ; {
+		us, err := s.ListUsersAfter(ctx, after, pageSize)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, u := range us {
+			ids = append(ids, u.ID)
+		}
+		if len(us) < pageSize {
+			break
+		}
+		after = us[len(us)-1].ID
+	}
+	gs, err := s.ListGroups(ctx, store.GroupQuery{Limit: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	groups := map[string]string{}
+	for _, g := range gs.Items {
+		groups[g.DisplayName] = g.ID
+	}
+	b.Logf("data set reused: %d users, %d groups", len(ids), len(groups))
+	return s, benchReconciler(b, s), ids, groups
 }
 
 // peakHeap samples the heap in use until stop is closed.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 
 	"golang.org/x/sync/errgroup"
 
@@ -270,7 +269,7 @@ func (w *world) groupFacts(direct []string) []mapping.GroupFact {
 			out = append(out, gf)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Via) < len(out[j].Via) })
+	slices.SortStableFunc(out, func(a, b mapping.GroupFact) int { return len(a.Via) - len(b.Via) })
 	return out
 }
 

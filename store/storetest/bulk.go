@@ -17,7 +17,7 @@ func testBulkReads(e *env) {
 	t := e.t
 	var users []directory.User
 	for i := range 5 {
-		users = append(users, e.createUser(user(fmt.Sprintf("bulk%d", i), "")))
+		users = append(users, e.createUser(user(fmt.Sprintf("bulk%d", i), fmt.Sprintf("bulk%d@example.org", i))))
 	}
 	sort.Slice(users, func(i, j int) bool { return users[i].ID < users[j].ID })
 	ids := make([]string, len(users))
@@ -92,6 +92,9 @@ func testBulkReads(e *env) {
 		}
 		for _, u := range page {
 			got = append(got, u.ID)
+			if len(u.Emails) != 1 || u.Emails[0].Value != u.Email || !u.Emails[0].Primary {
+				t.Errorf("ListUsersAfter: user %s e-mails %+v, want its one primary e-mail %s", u.UserName, u.Emails, u.Email)
+			}
 		}
 		if len(page) < 2 {
 			break
