@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/mapping"
+	"github.com/dirsyncd/dirsyncd/reconcile"
 	"github.com/dirsyncd/dirsyncd/store"
 	"github.com/dirsyncd/dirsyncd/store/sqlite"
 )
@@ -168,5 +172,93 @@ func TestExplainHandler(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 404 {
 		t.Fatalf("unknown user: %d", rec.Code)
+	}
+}
+
+// TestOutboxResendCommand: a user whose CCMS message was refused is resent
+// by `dirsyncd outbox resend --failed` with their current roles, and the
+// command exits 1 while the endpoint still refuses.
+func TestOutboxResendCommand(t *testing.T) {
+	var mu sync.Mutex
+	status := http.StatusBadRequest
+	var got []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		defer mu.Unlock()
+		if status == http.StatusOK {
+			got = append(got, m)
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	setStatus := func(s int) { mu.Lock(); status = s; mu.Unlock() }
+
+	cfg, db := writeConfig(t, "reconcile: {outbox: {endpoint: \""+srv.URL+"\", maxAttempts: 1}}\n")
+	if r := run(t, "-c", cfg, "migrate"); r.code != 0 {
+		t.Fatalf("migrate: %+v", r)
+	}
+	st := openTestStore(t, db)
+	ctx := context.Background()
+	var alice string
+	err := st.Update(ctx, audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutFirm(ctx, &directory.Firm{Number: "3856", Name: "Smith & Co", Type: directory.FirmLegalServicesProvider, Enabled: true}); err != nil {
+			return err
+		}
+		u := &directory.User{UserName: "alice@smith.example", Email: "alice@smith.example", GivenName: "Alice", FamilyName: "Smith", Active: true, FirmNumber: "3856"}
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		g := &directory.Group{Source: "scim:entra", DisplayName: "LAA CCMS Supervisors"}
+		if err := tx.CreateGroup(ctx, g); err != nil {
+			return err
+		}
+		alice = u.ID
+		return tx.AddMembers(ctx, g.ID, []string{u.ID})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+	if r := run(t, "-c", cfg, "reconcile"); r.code != 0 {
+		t.Fatalf("reconcile: %+v", r)
+	}
+	// the daemon's delivery: the endpoint refuses, alice is flagged failed
+	st = openTestStore(t, db)
+	cat, err := mapping.LoadCatalogue("configs/catalogue.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := reconcile.NewOutbox(st, cat, reconcile.OutboxOptions{Endpoint: srv.URL, MaxAttempts: 1})
+	if sent, failed, err := ob.Deliver(ctx); err != nil || sent != 0 || failed != 1 {
+		t.Fatalf("deliver: %d sent, %d failed, %v", sent, failed, err)
+	}
+	_ = st.Close()
+
+	if r := run(t, "-c", cfg, "outbox", "resend"); r.code != exitConfig {
+		t.Fatalf("resend without --failed: %+v", r)
+	}
+	if r := run(t, "-c", cfg, "outbox", "resend", "--failed"); r.code != exitFailure || !strings.Contains(r.stdout, "0 user(s), 1 still failing") {
+		t.Fatalf("resend while refused: %+v", r)
+	}
+	setStatus(http.StatusOK)
+	if r := run(t, "-c", cfg, "outbox", "resend", "--failed"); r.code != 0 || !strings.Contains(r.stdout, "resent 1 user(s), 0 still failing") {
+		t.Fatalf("resend: %+v", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0]["userName"] != "alice@smith.example" || got[0]["vendorNumber"] != "3856" ||
+		!strings.Contains(fmt.Sprint(got[0]["responsibilityKey"]), "XXCCMS_CASE_SUPERVISOR") {
+		t.Fatalf("messages received: %v", got)
+	}
+	st = openTestStore(t, db)
+	defer st.Close()
+	ob = reconcile.NewOutbox(st, cat, reconcile.OutboxOptions{Endpoint: srv.URL, MaxAttempts: 1})
+	if ok, err := ob.LastDeliveryOK(ctx, alice); err != nil || !ok {
+		t.Fatalf("last delivery flag after resend: %v %v", ok, err)
+	}
+	if r := run(t, "-c", cfg, "outbox", "resend", "--failed"); r.code != 0 || !strings.Contains(r.stdout, "resent 0 user(s)") {
+		t.Fatalf("second resend: %+v", r)
 	}
 }
