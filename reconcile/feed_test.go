@@ -212,3 +212,54 @@ func TestQuarantineIsReportedInTheAuditLog(t *testing.T) {
 		t.Fatalf("quarantine events %+v", evs)
 	}
 }
+
+// flakyStore fails or truncates the bulk reads of a full run.
+type flakyStore struct {
+	store.Store
+	failGroups bool
+	dropLast   bool
+}
+
+func (f *flakyStore) ListGroupMembershipsInRange(ctx context.Context, r store.UserRange) ([]store.GroupMembership, error) {
+	if f.failGroups {
+		return nil, errors.New("connection reset by peer")
+	}
+	return f.Store.ListGroupMembershipsInRange(ctx, r)
+}
+
+func (f *flakyStore) ListUsersAfter(ctx context.Context, after string, limit int) ([]directory.User, error) {
+	us, err := f.Store.ListUsersAfter(ctx, after, limit)
+	if f.dropLast && len(us) > 0 {
+		us = us[:len(us)-1] // a short page, as from a cut-off read
+	}
+	return us, err
+}
+
+// TestFullRunAbortsOnFailedOrShortReads: a failed bulk read, or fewer users
+// read than the store counts, aborts a full run before anything is planned
+// or written: a transient error is never taken for "gone".
+func TestFullRunAbortsOnFailedOrShortReads(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	sd := newSeed(t, s)
+	for _, n := range []string{"g1@smith.example", "g2@smith.example", "g3@smith.example"} {
+		sd.user(t, n, "3856", "", "LAA Crime")
+	}
+	if rep, err := New(s, launchEngine(t), Options{}).Full(ctx, RunOptions{}); err != nil || rep.Applied != 6 {
+		t.Fatalf("initial run %+v %v", rep, err)
+	}
+	// no memberships would revoke every grant, if a failed read looked like that
+	n := countAudit(t, s)
+	for _, fs := range []*flakyStore{{Store: s, failGroups: true}, {Store: s, dropLast: true}} {
+		rep, err := New(fs, launchEngine(t), Options{Guard: Guard{MinRevokes: 1 << 30}}).Full(ctx, RunOptions{})
+		if err == nil {
+			t.Fatalf("%+v: run succeeded: %+v", *fs, rep.Plan)
+		}
+		if countAudit(t, s) != n {
+			t.Fatalf("%+v: a failed run wrote something", *fs)
+		}
+	}
+	if all, _ := s.ListGrants(ctx, store.GrantQuery{}); len(all) != 6 {
+		t.Fatalf("%d grants left", len(all))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -37,8 +38,8 @@ func (g Guard) Limit(totalGrants int) int {
 type Options struct {
 	Guard     Guard
 	BatchSize int // changes per transaction (default 500)
-	// Workers read facts and evaluate users in parallel in a full run
-	// (default 1: measured faster on SQLite, whose parallel reads contend).
+	// Workers evaluate a page of users in parallel in a full run (pure CPU:
+	// the facts are already read); default GOMAXPROCS.
 	Workers int
 	// Outbox writes a CCMS message (audit event ccms.enqueue) in the same
 	// transaction as every applied batch that changes a user's CCMS-coded
@@ -78,7 +79,7 @@ func New(s Store, e *mapping.Engine, o Options) *Reconciler {
 		o.Now = time.Now
 	}
 	if o.Workers <= 0 {
-		o.Workers = 1
+		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	return &Reconciler{outbox: o.Outbox, s: s, workers: o.Workers, engine: e, guard: o.Guard, batch: o.BatchSize, log: o.Logger.Named("reconcile"), now: o.Now}
 }
