@@ -92,6 +92,7 @@ type adminEnvOptions struct {
 	insecureCookies bool
 	runItems        int
 	store           store.Store // nil: a fresh SQLite store
+	userClaim       string      // "" = email
 }
 
 func newAdminEnv(t testing.TB, o adminEnvOptions) *adminEnv {
@@ -122,7 +123,10 @@ func newAdminEnv(t testing.TB, o adminEnvOptions) *adminEnv {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	ocfg := config.OIDCConfig{Issuer: is.URL, ClientID: "dirsyncd", UserClaim: "email", SupportClaim: "groups",
+	if o.userClaim == "" {
+		o.userClaim = "email"
+	}
+	ocfg := config.OIDCConfig{Issuer: is.URL, ClientID: "dirsyncd", UserClaim: o.userClaim, SupportClaim: "groups",
 		SupportValues: []string{"dirsyncd-support"}, SessionKey: config.NewSecret(testSessionKey), SessionTTL: time.Hour,
 		InsecureCookies: o.insecureCookies}
 	core, logs := observer.New(zapcore.DebugLevel)

@@ -317,3 +317,17 @@ func TestAdminAuditCatalogueRuns(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+func TestAdminUserNameClaim(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{userClaim: "preferred_username"})
+	var me Me
+	r := e.call(t, "GET", "/api/v1/me", e.issuer.Token(map[string]any{"preferred_username": "ALICE", "email": "someone@else.example"}), "")
+	if err := json.Unmarshal([]byte(r.body), &me); err != nil || me.UserID != e.alice.ID {
+		t.Fatalf("userName claim: %d %s", r.code, r.body)
+	}
+	// The e-mail claim is not used to match when the user claim is another.
+	r = e.call(t, "GET", "/api/v1/me", e.issuer.Token(map[string]any{"preferred_username": "nobody", "email": "alice@firm.example"}), "")
+	if r.code != 403 || errorCode(t, r.body) != "no_account" {
+		t.Fatalf("unknown userName: %d %s", r.code, r.body)
+	}
+}
