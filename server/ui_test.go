@@ -261,3 +261,33 @@ func TestRecentAuditNewestFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestUIRevokedManagerLosesAccessAtOnce(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{insecureCookies: true})
+	b := e.browser(t)
+	if resp, _ := b.signIn("/ui/users", "alice@firm.example"); resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	support := e.token("ops@agency.example")
+	if r := e.call(t, "DELETE", "/api/v1/users/"+e.alice.ID+"/grants/3856/"+ManagerService+"/"+ManagerRole, support, ""); r.code != 204 {
+		t.Fatalf("revoke manager role: %d %s", r.code, r.body)
+	}
+	if resp, body := b.get("/ui/users/" + e.bob.ID); resp.StatusCode != 403 || strings.Contains(body, "bob@firm.example") {
+		t.Fatalf("a revoked manager still sees staff: %d", resp.StatusCode)
+	}
+	// A deactivated user's bearer tokens stop working too.
+	err := e.st.Update(context.Background(), audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		u, err := tx.GetUser(ctx, e.bob.ID)
+		if err != nil {
+			return err
+		}
+		u.Active = false
+		return tx.UpdateUser(ctx, &u, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.call(t, "GET", "/api/v1/me", e.token("bob@firm.example"), ""); r.code != 403 || errorCode(t, r.body) != "account_inactive" {
+		t.Fatalf("inactive user: %d %s", r.code, r.body)
+	}
+}
