@@ -105,6 +105,30 @@ type Report struct {
 	Skipped  int                 `json:"skipped"` // changed since planned: left for the next run
 	Held     string              `json:"held,omitempty"`
 	Failed   map[string]string   `json:"failed,omitempty"` // user id -> error (event runs)
+	// Conflicts are roles rules would grant but refused because they
+	// conflict with one held or granted first (at most MaxConflicts listed;
+	// ConflictCount counts them all).
+	Conflicts     []UserConflict `json:"conflicts,omitempty"`
+	ConflictCount int            `json:"conflictCount,omitempty"`
+}
+
+// UserConflict is a conflict the engine reported for one user.
+type UserConflict struct {
+	UserID   string `json:"userId"`
+	UserName string `json:"userName,omitempty"`
+	mapping.Conflict
+}
+
+// MaxConflicts bounds the conflicts listed in a report.
+const MaxConflicts = 1000
+
+func (rep *Report) addConflicts(u directory.User, cs []mapping.Conflict) {
+	for _, c := range cs {
+		rep.ConflictCount++
+		if len(rep.Conflicts) < MaxConflicts {
+			rep.Conflicts = append(rep.Conflicts, UserConflict{UserID: u.ID, UserName: u.UserName, Conflict: c})
+		}
+	}
 }
 
 // ErrPlanMismatch is returned by Approve when the plan hash does not match.
@@ -153,18 +177,21 @@ func (r *Reconciler) Full(ctx context.Context, o RunOptions) (*Report, error) {
 		}
 	})
 	plan := &Plan{Changes: []Change{}}
+	found := &Report{} // conflicts
 	users := 0
 	skippable := r.engine.NeedsOnlyGroupsOrLegacy()
 	g.Go(func() error {
 		for p := range pages {
 			changes := make([][]Change, len(p.users))
+			conflicts := make([][]mapping.Conflict, len(p.users))
 			eval := func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					u := p.users[i]
 					if skippable && len(p.groups[u.ID]) == 0 && len(p.legacy[u.ID]) == 0 && len(p.grants[u.ID]) == 0 {
 						continue // no rule can match and nothing is held: nothing to plan
 					}
-					changes[i] = diffUser(u, r.engine.Evaluate(w.pageFacts(p, u)), p.grants[u.ID])
+					res := r.engine.Evaluate(w.pageFacts(p, u))
+					changes[i], conflicts[i] = diffUser(u, res, p.grants[u.ID]), res.Conflicts
 				}
 			}
 			if r.workers == 1 {
@@ -178,8 +205,9 @@ func (r *Reconciler) Full(ctx context.Context, o RunOptions) (*Report, error) {
 				}
 				wg.Wait()
 			}
-			for _, c := range changes {
+			for i, c := range changes {
 				plan.Changes = append(plan.Changes, c...)
+				found.addConflicts(p.users[i], conflicts[i])
 			}
 			users += len(p.users)
 		}
@@ -192,7 +220,7 @@ func (r *Reconciler) Full(ctx context.Context, o RunOptions) (*Report, error) {
 		return nil, fmt.Errorf("reconcile: list users: read %d of %d", users, counted.Total)
 	}
 	plan.sort()
-	return r.finish(ctx, plan, users, int(grants), o)
+	return r.finish(ctx, plan, users, int(grants), found, o)
 }
 
 // Users reconciles the given users only (event-driven). A failed read
@@ -204,6 +232,7 @@ func (r *Reconciler) Users(ctx context.Context, ids []string, o RunOptions) (*Re
 		return nil, err
 	}
 	plan := &Plan{Changes: []Change{}}
+	found := &Report{} // conflicts
 	total := 0
 	for _, id := range ids {
 		u, err := r.s.GetUser(ctx, id)
@@ -218,10 +247,12 @@ func (r *Reconciler) Users(ctx context.Context, ids []string, o RunOptions) (*Re
 			return nil, err
 		}
 		total += len(f.Grants)
-		plan.Changes = append(plan.Changes, diffUser(u, r.engine.Evaluate(f), f.Grants)...)
+		res := r.engine.Evaluate(f)
+		plan.Changes = append(plan.Changes, diffUser(u, res, f.Grants)...)
+		found.addConflicts(u, res.Conflicts)
 	}
 	plan.sort()
-	return r.finish(ctx, plan, len(ids), total, o)
+	return r.finish(ctx, plan, len(ids), total, found, o)
 }
 
 // PlanFor computes the plan for one user without writing (explain, tests).
@@ -233,8 +264,12 @@ func (r *Reconciler) PlanFor(ctx context.Context, userID string) (*Plan, error) 
 	return rep.Plan, nil
 }
 
-func (r *Reconciler) finish(ctx context.Context, plan *Plan, users, grants int, o RunOptions) (*Report, error) {
-	rep := &Report{Status: directory.RunOK, Users: users, Grants: grants, Plan: plan, PlanHash: plan.Hash(), RunID: o.RunID}
+func (r *Reconciler) finish(ctx context.Context, plan *Plan, users, grants int, found *Report, o RunOptions) (*Report, error) {
+	rep := &Report{Status: directory.RunOK, Users: users, Grants: grants, Plan: plan, PlanHash: plan.Hash(), RunID: o.RunID,
+		Conflicts: found.Conflicts, ConflictCount: found.ConflictCount}
+	if rep.ConflictCount > 0 {
+		r.log.Warn("role conflicts refused", zap.Int("conflicts", rep.ConflictCount))
+	}
 	counts := plan.Counts()
 	if o.DryRun {
 		return rep, nil
@@ -299,7 +334,7 @@ func (r *Reconciler) hold(ctx context.Context, rep *Report, trigger string) erro
 }
 
 func countsOf(rep *Report) map[string]int64 {
-	m := map[string]int64{"users": int64(rep.Users), "applied": int64(rep.Applied), "skipped": int64(rep.Skipped)}
+	m := map[string]int64{"users": int64(rep.Users), "applied": int64(rep.Applied), "skipped": int64(rep.Skipped), "conflicts": int64(rep.ConflictCount)}
 	for a, n := range rep.Plan.Counts() {
 		m[string(a)] = int64(n)
 	}

@@ -208,6 +208,7 @@ func (a *App) reconcileJob(ctx context.Context, run *scheduler.RunContext) error
 		run.SetCount("users", int64(rep.Users))
 		run.SetCount("applied", int64(rep.Applied))
 		run.SetCount("skipped", int64(rep.Skipped))
+		run.SetCount("conflicts", int64(rep.ConflictCount))
 		if rep.Status == directory.RunHeld {
 			b, _ := json.Marshal(rep.Plan)
 			run.SetPlan(rep.PlanHash, b)
@@ -319,6 +320,12 @@ func printReport(cmd *cobra.Command, rep *reconcile.Report, asJSON, dryRun bool)
 	}
 	if err := rep.Plan.WriteText(w); err != nil {
 		return err
+	}
+	if rep.ConflictCount > 0 {
+		fmt.Fprintf(w, "%d conflict(s) refused (the earlier rule or the held role wins):\n", rep.ConflictCount)
+		for _, c := range rep.Conflicts {
+			fmt.Fprintf(w, "  %s firm %s: %s (rule %s) conflicts with %s, given by %s\n", c.UserName, c.Firm, c.Role, c.Rule, c.With, c.WithBy)
+		}
 	}
 	switch {
 	case dryRun:
