@@ -33,6 +33,12 @@ var uiFuncs = template.FuncMap{
 	"join": strings.Join,
 	"str":  func(b []byte) string { return string(b) },
 	"add":  func(a, b int) int { return a + b },
+	"actor": func(names map[string]string, a string) string {
+		if n, ok := names[a]; ok {
+			return n
+		}
+		return a
+	},
 }
 
 func parseTemplates() (map[string]*template.Template, error) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -82,6 +83,7 @@ type userData struct {
 	History  []audit.Event
 	Explain  *mapping.Explanation
 	Messages []string
+	Names    map[string]string // audit actor -> "userName (actor)"
 }
 
 func (s *Server) uiUser(w http.ResponseWriter, r *http.Request, c *caller, sd sessionData) {
@@ -156,6 +158,7 @@ func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, c *caller, s
 		s.internalPage(w, r, "user history", err)
 		return
 	}
+	d.Names = s.actorNames(ctx, d.History)
 	if msg != "" {
 		d.Messages = []string{msg}
 	}
@@ -229,6 +232,7 @@ type auditData struct {
 	User, Actor, Action, Since, Until string
 	Events                            []audit.Event
 	NextURL, CSVURL                   string
+	Names                             map[string]string
 }
 
 func (s *Server) uiAudit(w http.ResponseWriter, r *http.Request, c *caller, sd sessionData) {
@@ -269,6 +273,7 @@ func (s *Server) uiAudit(w http.ResponseWriter, r *http.Request, c *caller, sd s
 		return
 	}
 	d.Events = events
+	d.Names = s.actorNames(r.Context(), events)
 	qs := "user=" + urlQ(d.User) + "&actor=" + urlQ(d.Actor) + "&action=" + urlQ(d.Action) + "&since=" + urlQ(d.Since) + "&until=" + urlQ(d.Until)
 	if len(events) == f.Limit {
 		d.NextURL = "/ui/audit?" + qs + "&after=" + strconv.FormatInt(events[len(events)-1].Seq, 10)
@@ -302,4 +307,22 @@ func (s *Server) recentAudit(r *http.Request, userID string, n int) ([]audit.Eve
 		out = append(out, ring[(start+i)%len(ring)])
 	}
 	return out, nil
+}
+
+// actorNames labels the actors "admin:<user id>" of events with the
+// user's userName, for display; unknown ids keep the bare actor.
+func (s *Server) actorNames(ctx context.Context, events []audit.Event) map[string]string {
+	out := map[string]string{}
+	for _, e := range events {
+		id, ok := strings.CutPrefix(e.Actor, "admin:")
+		if _, seen := out[e.Actor]; seen || !ok || len(id) != 36 {
+			continue
+		}
+		if u, err := s.adm.store.GetUser(ctx, id); err == nil {
+			out[e.Actor] = u.UserName + " (" + e.Actor + ")"
+		} else {
+			out[e.Actor] = e.Actor
+		}
+	}
+	return out
 }
