@@ -2,8 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
@@ -64,7 +66,7 @@ func (r *reader) SCIMListUsers(ctx context.Context, q store.UserQuery) (store.Pa
 
 // SCIMUserExtras returns, for each of userIDs, its grants (as ListGrants
 // orders them) and the live groups it is a direct member of (ordered by
-// id; only ID and DisplayName are set): two queries for any number of
+// id; only ID and DisplayName are set): one statement for any number of
 // users, where ListGrants and ListUserGroups take two per user.
 func (r *reader) SCIMUserExtras(ctx context.Context, userIDs []string) (map[string][]directory.Grant, map[string][]directory.Group, error) {
 	grants := map[string][]directory.Grant{}
@@ -72,31 +74,52 @@ func (r *reader) SCIMUserExtras(ctx context.Context, userIDs []string) (map[stri
 	if len(userIDs) == 0 {
 		return grants, groups, nil
 	}
-	in, arg := r.inOrEq("user_id", userIDs)
-	gs, err := r.queryGrants(ctx, "WHERE "+in+" ORDER BY user_id, firm_number, service, role", arg)
+	op := fmt.Sprintf("roles and groups of %d users", len(userIDs))
+	in1, arg1 := r.inOrEq("user_id", userIDs)
+	in2, arg2 := r.inOrEq("m.user_id", userIDs)
+	f := r.s.d.falseLiteral()
+	rows, err := r.c.Query(ctx, `SELECT 0, user_id, firm_number, service, role, all_offices, offices, provenance, version, created_at, updated_at, id, ''
+FROM grants WHERE `+in1+`
+UNION ALL
+SELECT 1, m.user_id, '', '', '', `+f+`, NULL, NULL, 0, NULL, NULL, g.id, g.display_name
+FROM group_members m JOIN groups g ON g.id = m.group_id WHERE `+in2+` AND g.deleted_at IS NULL
+ORDER BY 1, 2, 3, 4, 5, 12`, arg1, arg2)
 	if err != nil {
-		return nil, nil, fmt.Errorf("store: grants of %d users: %w", len(userIDs), err)
-	}
-	for _, g := range gs {
-		grants[g.UserID] = append(grants[g.UserID], g)
-	}
-	in, arg = r.inOrEq("m.user_id", userIDs)
-	rows, err := r.c.Query(ctx, `SELECT m.user_id, g.id, g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id
-WHERE `+in+` AND g.deleted_at IS NULL ORDER BY m.user_id, g.id`, arg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("store: groups of %d users: %w", len(userIDs), err)
+		return nil, nil, fmt.Errorf("store: %s: %w", op, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var uid string
-		var g directory.Group
-		if err := rows.Scan(&uid, &g.ID, &g.DisplayName); err != nil {
-			return nil, nil, fmt.Errorf("store: groups of %d users: %w", len(userIDs), err)
+		var kind int
+		var g directory.Grant
+		var offices, prov []byte
+		var created, updated *time.Time
+		var name string
+		if err := rows.Scan(&kind, &g.UserID, &g.FirmNumber, &g.Service, &g.Role, &g.AllOffices, jscan{&offices}, jscan{&prov},
+			&g.Version, ntscan{&created}, ntscan{&updated}, &g.ID, &name); err != nil {
+			return nil, nil, fmt.Errorf("store: %s: %w", op, err)
 		}
-		groups[uid] = append(groups[uid], g)
+		if kind == 1 {
+			groups[g.UserID] = append(groups[g.UserID], directory.Group{ID: g.ID, DisplayName: name})
+			continue
+		}
+		if created != nil {
+			g.CreatedAt = *created
+		}
+		if updated != nil {
+			g.UpdatedAt = *updated
+		}
+		if err := unmarshalList(offices, &g.Offices); err != nil {
+			return nil, nil, fmt.Errorf("store: %s: %w", op, err)
+		}
+		if len(prov) > 0 {
+			if err := json.Unmarshal(prov, &g.Provenance); err != nil {
+				return nil, nil, fmt.Errorf("store: %s: %w", op, err)
+			}
+		}
+		grants[g.UserID] = append(grants[g.UserID], g)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("store: groups of %d users: %w", len(userIDs), err)
+		return nil, nil, fmt.Errorf("store: %s: %w", op, err)
 	}
 	return grants, groups, nil
 }
