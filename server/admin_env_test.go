@@ -211,7 +211,7 @@ func (e *adminEnv) seed(t testing.TB, ctx context.Context, items int) {
 		failed := directory.Run{ID: "run-cwa", Job: "cwa", Trigger: "manual", Status: directory.RunFailed, StartedAt: start.Add(time.Hour),
 			FinishedAt: &failFin, Error: "cwa: snapshot: service unavailable"}
 		e.heldRun = directory.Run{ID: "run-held", Job: "reconcile", Trigger: "schedule", Status: directory.RunHeld, StartedAt: start.Add(2 * time.Hour),
-			PlanHash: "h-123", Plan: []byte(`{"changes":[{"action":"revoke","userId":"` + e.carol.ID + `","userName":"carol","firm":"4000","service":"ccms","role":"case-management","reason":"no rule grants it"}]}`),
+			PlanHash: "h-123", Plan: []byte(`{"changes":[{"action":"revoke","userId":"` + e.carol.ID + `","userName":"carol","firm":"4000","service":"ccms","role":"case-management","before":{"allOffices":false,"offices":["2B002X"],"provenance":[]},"reason":"no rule grants it"}]}`),
 			Counts: map[string]int64{"revoke": 1}}
 		for _, r := range []*directory.Run{&ok, &failed, &e.heldRun} {
 			if err := tx.CreateRun(ctx, r); err != nil {

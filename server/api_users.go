@@ -99,6 +99,7 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 		s.internal(w, r, "search users", err)
 		return
 	}
+	setNoStore(w)
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -293,6 +293,7 @@ func (s *Server) exportItems(w http.ResponseWriter, r *http.Request, run directo
 
 type planChange struct {
 	Action, User, Firm, Service, Role, Reason string
+	Before, After                             string // office scope, compact JSON
 }
 
 type planData struct {
@@ -325,7 +326,7 @@ func decodePlan(b json.RawMessage) []planChange {
 	for _, c := range p.Changes {
 		out = append(out, planChange{Action: str(c, "action"), User: str(c, "userName", "userId"),
 			Firm: str(c, "firm", "firmNumber"), Service: str(c, "service"), Role: str(c, "role"),
-			Reason: str(c, "reason")})
+			Reason: str(c, "reason"), Before: scopeText(c["before"]), After: scopeText(c["after"])})
 	}
 	return out
 }
@@ -368,4 +369,27 @@ func (s *Server) uiApprove(w http.ResponseWriter, r *http.Request, c *caller, sd
 		return
 	}
 	http.Redirect(w, r, "/ui/runs/"+id, http.StatusSeeOther)
+}
+
+// scopeText shows a planned office scope: "all offices", the codes, or "".
+func scopeText(v any) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return ""
+	}
+	if all, _ := m["allOffices"].(bool); all {
+		return "all offices"
+	}
+	var codes []string
+	if os, ok := m["offices"].([]any); ok {
+		for _, o := range os {
+			if c, ok := o.(string); ok {
+				codes = append(codes, c)
+			}
+		}
+	}
+	if len(codes) == 0 {
+		return "no office"
+	}
+	return strings.Join(codes, ", ")
 }

@@ -146,7 +146,7 @@ func TestUISupportPages(t *testing.T) {
 	}
 	// Held plan and approve: CSRF required.
 	_, body = b.get("/ui/runs/run-held/plan")
-	if !strings.Contains(body, `id="approve"`) || !strings.Contains(body, "no rule grants it") {
+	if !strings.Contains(body, `id="approve"`) || !strings.Contains(body, "no rule grants it") || !strings.Contains(body, "<td>2B002X → </td>") {
 		t.Fatalf("plan page: %s", body)
 	}
 	tok := csrfOf(t, body)
