@@ -93,7 +93,13 @@ func (s *Server) setupUI() {
 	page := func(pattern string, h func(http.ResponseWriter, *http.Request, *caller, sessionData)) {
 		s.mux.Handle(pattern, route(pattern, uiHeaders(true, s.uiAuth(h))))
 	}
-	s.mux.Handle("GET /ui/{$}", route("GET /ui/{$}", uiHeaders(true, http.RedirectHandler("/ui/runs", http.StatusFound))))
+	page("GET /ui/{$}", func(w http.ResponseWriter, r *http.Request, c *caller, _ sessionData) {
+		to := "/ui/users"
+		if c.p.Has("admin:read") {
+			to = "/ui/runs"
+		}
+		http.Redirect(w, r, to, http.StatusFound)
+	})
 	s.mux.Handle("GET /ui/login", route("GET /ui/login", uiHeaders(true, http.HandlerFunc(s.uiLogin))))
 	s.mux.Handle("GET /ui/callback", route("GET /ui/callback", uiHeaders(true, http.HandlerFunc(s.uiCallback))))
 	page("POST /ui/logout", s.uiLogout)

@@ -193,6 +193,9 @@ func TestUIFirmAdminLimits(t *testing.T) {
 	if resp, _ := b.get("/ui/runs"); resp.StatusCode != 403 {
 		t.Fatalf("manager runs page: %d", resp.StatusCode)
 	}
+	if resp, _ := b.get("/ui/"); resp.Request.URL.Path != "/ui/users" {
+		t.Fatalf("/ui/ sends a firm admin to %s", resp.Request.URL.Path)
+	}
 	if resp, body := b.get("/ui/users/" + e.carol.ID); resp.StatusCode != 403 || strings.Contains(body, "carol@") {
 		t.Fatalf("other firm's user page: %d", resp.StatusCode)
 	}
