@@ -14,8 +14,6 @@ import (
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
-
 // Me is GET /api/v1/me: who the caller is and what they may do.
 type Me struct {
 	Actor    string   `json:"actor"`

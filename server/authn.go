@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -189,5 +188,3 @@ func (s *Server) forbid(w http.ResponseWriter, r *http.Request, msg string) {
 	s.logRefusal(r, &authFailure{status: http.StatusForbidden, code: "forbidden", reason: msg})
 	writeError(w, http.StatusForbidden, "forbidden", msg)
 }
-
-func errf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

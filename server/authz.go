@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -138,4 +139,4 @@ func (s *Server) loadTarget(w http.ResponseWriter, r *http.Request, c *caller, i
 	return u, firms, true
 }
 
-func isNotFound(err error) bool { return err != nil && errorsIs(err, store.ErrNotFound) }
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
