@@ -54,7 +54,8 @@
 // stored; they are never returned.
 //
 // Groups are owned by the SCIM client that created them (source
-// "scim:<client>"); only groups from a SCIM source are SCIM resources:
+// "scim:<token name>", also for a token that has admin scopes besides scim,
+// whose audit actor is "admin:<name>"; user links use the same source); only groups from a SCIM source are SCIM resources:
 // by id (404 otherwise) and in GET /Groups, whose filter the store narrows
 // to source "scim:*" in SQL (store/sqlstore/scim_groups.go).
 // Group PATCH answers 204 (what Entra expects, accepted by Okta). Removing

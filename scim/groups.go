@@ -138,7 +138,7 @@ func stateMembers(st map[string]any) ([]string, bool, error) {
 }
 
 func (o groupOps) create(ctx context.Context, m audit.Meta, st map[string]any) (map[string]any, int64, error) {
-	g, err := groupFromState(st, directory.Group{Source: m.Actor})
+	g, err := groupFromState(st, directory.Group{Source: clientSource(ctx)})
 	if err != nil {
 		return nil, 0, err
 	}

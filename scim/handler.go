@@ -99,7 +99,17 @@ type ctxKey int
 const (
 	reqIDKey ctxKey = iota
 	baseKey
+	sourceKey
 )
+
+// clientSource is the source of what the calling SCIM client provisions:
+// "scim:<token name>", whatever other scopes the token has (the audit
+// actor of a token that also has admin scopes is "admin:<name>", but the
+// groups and user links it creates are still SCIM resources).
+func clientSource(ctx context.Context) string {
+	s, _ := ctx.Value(sourceKey).(string)
+	return s
+}
 
 func requestID(r *http.Request) string {
 	s, _ := r.Context().Value(reqIDKey).(string)
@@ -154,6 +164,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		base = scheme + "://" + r.Host + "/scim/v2"
 	}
 	ctx = context.WithValue(ctx, baseKey, base)
+	ctx = context.WithValue(ctx, sourceKey, scimSourcePrefix+p.Name)
 	ctx = auth.WithPrincipal(ctx, p)
 	r = r.WithContext(ctx)
 	h.route(w, r)

@@ -3,10 +3,13 @@ package scim
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"testing"
 
 	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/auth"
+	"github.com/dirsyncd/dirsyncd/config"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
@@ -140,4 +143,44 @@ func testGroupsOfOtherSourcesHidden(t *testing.T, e *env) {
 	e.must(e.do("GET", "/Groups/"+ldap.ID, nil), 404)
 	e.must(e.do("PATCH", "/Groups/"+ldap.ID, patchBody(map[string]any{"op": "replace", "path": "displayName", "value": "x"})), 404)
 	e.must(e.do("GET", `/Groups?filter=source eq "ldap:corp"`, nil), 400)
+}
+
+// TestTokenWithAdminScopesOwnsItsSCIMResources: a token with scim and
+// admin scopes (the development token) is audited as "admin:<name>", but
+// what it provisions is still a SCIM resource of source "scim:<name>":
+// its groups are visible to SCIM and its user links are SCIM links.
+func TestTokenWithAdminScopesOwnsItsSCIMResources(t *testing.T) {
+	e := newEnv(t)
+	v, err := auth.NewVerifier([]config.TokenConfig{{Name: "dev", Token: config.NewSecret("dev-token"), Scopes: []string{"scim", "admin:read"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(e.st, v, Options{BaseURL: "https://dirsyncd.test/scim/v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(stripped(h))
+	t.Cleanup(e.srv.Close)
+	dev := []string{"Authorization", "Bearer dev-token"}
+	r := e.must(e.do("POST", "/Users", map[string]any{"schemas": []string{URNUser}, "userName": "dev@example.org", "externalId": "dev-1"}, dev...), 201)
+	uid := r.Body["id"].(string)
+	if u, err := e.st.FindUserByLink(context.Background(), "scim:dev", "dev-1"); err != nil || u.ID != uid {
+		t.Errorf("user link: %v %v", err, u.ID)
+	}
+	r = e.must(e.do("POST", "/Groups", map[string]any{"schemas": []string{URNGroup}, "displayName": "Dev group"}, dev...), 201)
+	gid := r.Body["id"].(string)
+	e.must(e.do("GET", "/Groups/"+gid, nil, dev...), 200)
+	if l := e.must(e.do("GET", "/Groups", nil, dev...), 200); l.Body["totalResults"] != float64(1) {
+		t.Errorf("GET /Groups: %s", l.Raw)
+	}
+	e.must(e.do("DELETE", "/Users/"+uid, nil, dev...), 204)
+	links, err := e.st.ListUserLinks(context.Background(), uid)
+	if err != nil || len(links) != 1 || links[0].GoneAt == nil {
+		t.Errorf("DELETE did not mark the SCIM link gone: %v %+v", err, links)
+	}
+	var actors []string
+	_ = e.st.Audit(context.Background(), store.AuditFilter{ObjectID: gid}, func(ev audit.Event) error { actors = append(actors, ev.Actor); return nil })
+	if len(actors) == 0 || actors[0] != "admin:dev" {
+		t.Errorf("audit actors %v, want admin:dev", actors)
+	}
 }

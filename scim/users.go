@@ -184,7 +184,7 @@ func (o userOps) create(ctx context.Context, m audit.Meta, st map[string]any) (m
 		if err := tx.CreateUser(ctx, &u); err != nil {
 			return fmt.Errorf("scim: create user %q: %w", u.UserName, err)
 		}
-		return o.link(ctx, tx, m.Actor, u)
+		return o.link(ctx, tx, clientSource(ctx), u)
 	})
 	if err != nil {
 		return nil, 0, err
@@ -231,7 +231,7 @@ func (o userOps) write(ctx context.Context, tx store.Tx, m audit.Meta, prev, nex
 		}
 	}
 	if next.ExternalID != prev.ExternalID && next.ExternalID != "" {
-		if err := o.link(ctx, tx, m.Actor, next); err != nil {
+		if err := o.link(ctx, tx, clientSource(ctx), next); err != nil {
 			return next, err
 		}
 	}
@@ -321,7 +321,7 @@ func (o userOps) delete(ctx context.Context, m audit.Meta, id string, want int64
 			return fmt.Errorf("scim: links of user %s: %w", id, err)
 		}
 		for _, l := range links {
-			if l.Source == m.Actor && l.GoneAt == nil {
+			if l.Source == clientSource(ctx) && l.GoneAt == nil {
 				if err := tx.MarkLinkGone(ctx, l.Source, l.Key); err != nil {
 					return fmt.Errorf("scim: mark link %s gone: %w", l.Key, err)
 				}
