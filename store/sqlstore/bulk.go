@@ -16,57 +16,14 @@ import (
 // SQLite's default, COLLATE "C" on PostgreSQL), so a range read returns
 // exactly the rows of the users of the page.
 
-// ListUsersAfter pages users, soft-deleted ones included, in id order. The
-// page's e-mails are read by id range (one index range scan) rather than by
-// a list of ids.
+// ListUsersAfter pages users, soft-deleted ones included, in id order,
+// with their e-mails in the same statement.
 func (r *reader) ListUsersAfter(ctx context.Context, afterID string, limit int) ([]directory.User, error) {
-	op := fmt.Sprintf("list users after %q", afterID)
-	rows, err := r.c.Query(ctx, userSelect+" WHERE u.id > ? ORDER BY u.id LIMIT ?", afterID, sqlLimit(limit))
+	us, err := r.queryUsersJoined(ctx, "WHERE u.id > ? ORDER BY u.id LIMIT ?", " ORDER BY u.id", afterID, sqlLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", op, err)
+		return nil, fmt.Errorf("store: list users after %q: %w", afterID, err)
 	}
-	defer rows.Close()
-	var out []directory.User
-	for rows.Next() {
-		var u directory.User
-		if err := rows.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
-			&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
-			tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt}); err != nil {
-			return nil, fmt.Errorf("store: %s: %w", op, err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: %s: %w", op, err)
-	}
-	rows.Close()
-	if len(out) == 0 {
-		return out, nil
-	}
-	idx := make(map[string]int, len(out))
-	for i, u := range out {
-		idx[u.ID] = i
-	}
-	erows, err := r.c.Query(ctx, `SELECT user_id, value, type, is_primary FROM user_emails WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, idx`,
-		out[0].ID, out[len(out)-1].ID)
-	if err != nil {
-		return nil, fmt.Errorf("store: %s: e-mails: %w", op, err)
-	}
-	defer erows.Close()
-	for erows.Next() {
-		var id string
-		var e directory.Email
-		if err := erows.Scan(&id, &e.Value, &e.Type, &e.Primary); err != nil {
-			return nil, fmt.Errorf("store: %s: e-mails: %w", op, err)
-		}
-		if i, ok := idx[id]; ok {
-			out[i].Emails = append(out[i].Emails, e)
-		}
-	}
-	if err := erows.Err(); err != nil {
-		return nil, fmt.Errorf("store: %s: e-mails: %w", op, err)
-	}
-	return out, nil
+	return us, nil
 }
 
 func checkRange(op string, rg store.UserRange) error {
