@@ -20,7 +20,7 @@ type AdminStore interface {
 	GetUser(ctx context.Context, id string) (directory.User, error)
 	GetUserByUserName(ctx context.Context, userName string) (directory.User, error)
 	GetUserByEmail(ctx context.Context, email string) (directory.User, error)
-	ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error)
+	SearchUsers(ctx context.Context, q store.UserSearch) (store.Page[directory.User], error)
 	ListUserLinks(ctx context.Context, userID string) ([]directory.SourceLink, error)
 	ListFirmMemberships(ctx context.Context, userID string) ([]directory.FirmMembership, error)
 	ListGrants(ctx context.Context, q store.GrantQuery) ([]directory.Grant, error)

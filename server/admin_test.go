@@ -331,3 +331,41 @@ func TestAdminUserNameClaim(t *testing.T) {
 		t.Fatalf("unknown userName: %d %s", r.code, r.body)
 	}
 }
+
+// A user of another firm with a firm profile in the manager's firm is one
+// of the manager's users: found by search, visible, grantable there only.
+func TestAdminMultiFirmUser(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	err := e.st.Update(context.Background(), audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		return tx.PutFirmMembership(ctx, directory.FirmMembership{UserID: e.carol.ID, FirmNumber: "3856", Source: "cwa"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := e.token("alice@firm.example")
+	var list UserList
+	r := e.call(t, "GET", "/api/v1/users?q=carol", alice, "")
+	if err := json.Unmarshal([]byte(r.body), &list); err != nil || len(list.Users) != 1 || list.Users[0].ID != e.carol.ID {
+		t.Fatalf("search: %s", r.body)
+	}
+	r = e.call(t, "GET", "/api/v1/users/"+e.carol.ID, alice, "")
+	var d UserDetail
+	if err := json.Unmarshal([]byte(r.body), &d); err != nil || r.code != 200 {
+		t.Fatalf("detail: %d %s", r.code, r.body)
+	}
+	// carol's 4000 grant and profile are not the 3856 manager's business.
+	if len(d.Grants) != 0 || len(d.Memberships) != 1 || d.Memberships[0].FirmNumber != "3856" {
+		t.Fatalf("detail leaks firm 4000: %+v %+v", d.Grants, d.Memberships)
+	}
+	for _, f := range d.Explain.Firms {
+		if f.Number != "3856" {
+			t.Fatalf("explain leaks firm %s", f.Number)
+		}
+	}
+	if r := e.call(t, "POST", "/api/v1/users/"+e.carol.ID+"/grants", alice, grantBody("3856", "ccms", "bill-preparation", "1A001L")); r.code != 201 {
+		t.Fatalf("grant in own firm: %d %s", r.code, r.body)
+	}
+	if r := e.call(t, "POST", "/api/v1/users/"+e.carol.ID+"/grants", alice, grantBody("4000", "ccms", "bill-preparation", "2B002X")); r.code != 403 {
+		t.Fatalf("grant in the other firm: %d %s", r.code, r.body)
+	}
+}

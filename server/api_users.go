@@ -52,7 +52,8 @@ const maxStatusScan = 5000
 
 // searchUsers: GET /api/v1/users?q=&firm=&status=&offset=&limit=. q
 // matches userName, e-mail and display name (contains, case-insensitive);
-// firm matches the primary firm; status is Complete or Incomplete.
+// firm matches the primary firm or a firm profile; status is Complete or
+// Incomplete.
 func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, c *caller) {
 	q := r.URL.Query()
 	limit, ok := parseLimit(q.Get("limit"))
@@ -101,41 +102,15 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 	writeJSON(w, http.StatusOK, out)
 }
 
-func userFilter(text string, firms []string) store.Filter {
-	var f store.Filter
-	if text != "" {
-		f = store.Or{Left: store.Cmp{Field: "userName", Op: store.OpCo, Value: text},
-			Right: store.Or{Left: store.Cmp{Field: "email", Op: store.OpCo, Value: text},
-				Right: store.Cmp{Field: "displayName", Op: store.OpCo, Value: text}}}
-	}
-	var ff store.Filter
-	for _, fn := range firms {
-		c := store.Cmp{Field: "firmNumber", Op: store.OpEq, Value: fn}
-		if ff == nil {
-			ff = c
-		} else {
-			ff = store.Or{Left: ff, Right: c}
-		}
-	}
-	switch {
-	case f == nil:
-		return ff
-	case ff == nil:
-		return f
-	}
-	return store.And{Left: f, Right: ff}
-}
-
 func (s *Server) findUsers(ctx context.Context, text string, firms []string, status mapping.Status, offset, limit int) (UserList, error) {
 	out := UserList{Users: []UserSummary{}}
-	filter := userFilter(text, firms)
 	scanned := 0
 	for {
 		batch := limit
 		if status != "" {
 			batch = max(limit, 200)
 		}
-		page, err := s.adm.store.ListUsers(ctx, store.UserQuery{Filter: filter, SortBy: "userName", Offset: offset, Limit: batch})
+		page, err := s.adm.store.SearchUsers(ctx, store.UserSearch{Text: text, Firms: firms, Offset: offset, Limit: batch})
 		if err != nil {
 			return out, err
 		}

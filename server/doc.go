@@ -30,9 +30,10 @@
 // The permission rules (firm admins see and change only their own firm,
 // never admin roles; support does everything) are in authz.go and are
 // enforced by the API handlers, which the pages call too. Decisions made
-// where the issue is silent: firm search matches the primary firm (detail
-// visibility also counts firm profiles); an unknown user id is 403 for a
-// caller who cannot see every firm; a firm admin cannot remove an admin
+// where the issue is silent: a user belongs to a firm through the primary
+// firm or a firm profile (search and visibility alike); an unknown user
+// id is 403 for a caller who cannot see every firm; a firm admin cannot
+// remove an admin
 // role either; the run chart counts as "changes" the counts named like a
 // write (created, updated, gone, revoke, ...) and as failures "failed"
 // (or 1 for a failed run); history on the user page is the newest 100

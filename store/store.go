@@ -53,6 +53,9 @@ type Reader interface {
 	ListUserLinks(ctx context.Context, userID string) ([]directory.SourceLink, error)
 	ListLinks(ctx context.Context, source string, after string, limit int) ([]directory.SourceLink, error) // by key
 	ListUsers(ctx context.Context, q UserQuery) (Page[directory.User], error)
+	// SearchUsers is the admin search: text in userName, e-mail or display
+	// name; firms by primary firm or firm profile (sqlstore/admin.go).
+	SearchUsers(ctx context.Context, q UserSearch) (Page[directory.User], error)
 
 	GetGroup(ctx context.Context, id string) (directory.Group, error)
 	FindGroupBySourceKey(ctx context.Context, source, key string) (directory.Group, error)
@@ -187,6 +190,17 @@ type UserQuery struct {
 	SortDesc       bool
 	Offset, Limit  int
 	IncludeDeleted bool
+}
+
+// UserSearch is the admin user search. Text matches userName, e-mail and
+// display name (contains, case-insensitive); Firms, when set, keep users
+// whose primary firm or one of whose firm profiles is among them. Deleted
+// users are never returned. Ordered by userName (case-insensitive), then
+// id; Limit 0 returns only Total, Limit < 0 means no limit.
+type UserSearch struct {
+	Text          string
+	Firms         []string
+	Offset, Limit int
 }
 
 // GroupQuery selects groups like UserQuery.

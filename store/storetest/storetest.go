@@ -75,6 +75,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Links", testLinks},
 		{"UserFilters", testUserFilters},
 		{"UserPaging", testUserPaging},
+		{"SearchUsers", testSearchUsers}, // admin.go
 		{"Groups", testGroups},
 		{"GroupMembers", testGroupMembers},
 		{"GroupFiltersAndChildren", testGroupFiltersAndChildren},
