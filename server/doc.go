@@ -34,7 +34,7 @@
 // firm or a firm profile (search and visibility alike); an unknown user
 // id is 403 for a caller who cannot see every firm; a firm admin cannot
 // remove an admin role either; the run chart counts as "changes" the
-// counts named like a write (created, updated, gone, revoke, ...) and as failures "failed"
-// (or 1 for a failed run); history on the user page is the newest 100
-// events.
+// counts named like a write (created, updated, gone, revoke, ...) and
+// as failures "failed" (or 1 for a failed run); history on the user page
+// is the newest 100 events.
 package server
