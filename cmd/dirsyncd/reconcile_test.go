@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -260,5 +262,74 @@ func TestOutboxResendCommand(t *testing.T) {
 	}
 	if r := run(t, "-c", cfg, "outbox", "resend", "--failed"); r.code != 0 || !strings.Contains(r.stdout, "resent 0 user(s)") {
 		t.Fatalf("second resend: %+v", r)
+	}
+}
+
+// TestServeExplainEndpoint: GET /api/v1/users/{id}/explain is mounted by
+// serve, refuses a request without a token and answers with one.
+func TestServeExplainEndpoint(t *testing.T) {
+	cfg, db := writeConfig(t, "")
+	if r := run(t, "-c", cfg, "migrate"); r.code != 0 {
+		t.Fatalf("migrate: %+v", r)
+	}
+	st := openTestStore(t, db)
+	var id string
+	err := st.Update(context.Background(), audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutFirm(ctx, &directory.Firm{Number: "3856", Type: directory.FirmLegalServicesProvider, Enabled: true}); err != nil {
+			return err
+		}
+		u := &directory.User{UserName: "hana@smith.example", Active: true, FirmNumber: "3856"}
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		id = u.ID
+		return nil
+	})
+	_ = st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrc := make(chan net.Addr, 1)
+	testServeReady = func(a net.Addr) { addrc <- a }
+	t.Cleanup(func() { testServeReady = nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- execute(ctx, []string{"serve", "--config", cfg}, &out, &errb) }()
+	t.Cleanup(func() { cancel(); <-done })
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case code := <-done:
+		done <- code
+		t.Fatalf("serve exited %d: %s", code, errb.String())
+	}
+	banner := out.String()
+	i := strings.Index(banner, "Bearer ")
+	if i < 0 {
+		t.Fatalf("no dev banner: %q", banner)
+	}
+	token := strings.TrimSuffix(strings.Fields(banner[i+len("Bearer "):])[0], "'")
+	get := func(tok string) (int, []byte) {
+		req, _ := http.NewRequest("GET", "http://"+addr.String()+"/api/v1/users/"+id+"/explain", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(res.Body)
+		return res.StatusCode, b.Bytes()
+	}
+	if code, _ := get(""); code != http.StatusUnauthorized {
+		t.Fatalf("explain without a token: %d", code)
+	}
+	code, body := get(token)
+	var x mapping.Explanation
+	if code != 200 || json.Unmarshal(body, &x) != nil || x.UserID != id || x.Status != mapping.StatusIncomplete {
+		t.Fatalf("explain: %d %s", code, body)
 	}
 }
