@@ -103,9 +103,25 @@ func (f *Feed) Start(ctx context.Context) error {
 
 // Run polls until ctx ends. A failed poll is retried at the next tick from
 // the same position: nothing is skipped.
+//
+// Positioning at the head is retried the same way: a store that is briefly
+// unreachable at start must not stop the daemon, and a context ended
+// during start (shutdown right after start) is a clean stop.
 func (f *Feed) Run(ctx context.Context) error {
-	if err := f.Start(ctx); err != nil {
-		return err
+	for {
+		err := f.Start(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.log.Warn("change feed start failed; retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.o.Clock.After(f.o.Interval):
+		}
 	}
 	for {
 		for {
