@@ -174,3 +174,89 @@ func BenchmarkDecisionEndpoint(b *testing.B) {
 		_ = caseaccess.ViaInvite
 	})
 }
+
+// BenchmarkExpiryRealTime: the Expirer on the real clock with 1,000,000
+// invites stored. The 10,000 same-minute invites are moved to expire over
+// the minute starting 5 s from now (60 distinct seconds; the other expiring
+// invites move a day ahead of now); the benchmark waits until every one of
+// the 10,000 is revoked and reports, from the store, how late each
+// revocation was stamped after its expiry (revoked_at - expires_at: the
+// sweep's clock at the start of the batch that revoked it; the batch
+// commits within its pass, see BenchmarkExpirySweep). One op only:
+//
+//	go test -run '^$' -bench ExpiryRealTime -benchtime 1x ./caseaccess/
+func BenchmarkExpiryRealTime(b *testing.B) {
+	benchEnvs(b, func(b *testing.B, e *env) {
+		if b.N > 1 {
+			b.Skip("one op only: -benchtime 1x")
+		}
+		// move expiries by shift: the later ones (495,000) first, then the
+		// 10,000 (before t0+2m) to start 3 s after that slow update
+		move := func(shift time.Duration, cond string) {
+			cut := t0.Add(2 * time.Minute)
+			q := fmt.Sprintf(`UPDATE case_invites SET expires_at = expires_at + %d WHERE expires_at %s %d`, shift.Microseconds(), cond, cut.UnixMicro())
+			if e.st.Dialect() == "postgres" {
+				q = fmt.Sprintf(`UPDATE case_invites SET expires_at = expires_at + interval '%d microseconds' WHERE expires_at %s to_timestamp(%d)`,
+					shift.Microseconds(), cond, cut.Unix())
+			}
+			if err := e.st.TestingExecRaw(e.ctx, q); err != nil {
+				b.Fatal(err)
+			}
+		}
+		moveStart := time.Now()
+		move(time.Since(t0), ">")
+		b.Logf("%s: moved the later expiries in %s", e.st.Dialect(), time.Since(moveStart).Round(time.Millisecond))
+		start := time.Now().Add(3 * time.Second).Truncate(time.Second)
+		move(start.Sub(t0.Add(time.Minute)), "<=") // t0+1m is the earliest same-minute expiry
+		// the service and the Expirer on the real clock
+		svc, err := caseaccess.New(caseaccess.Options{Store: e.cs})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sweeps := make(chan caseaccess.SweepResult, 1000)
+		x, err := caseaccess.NewExpirer(caseaccess.ExpirerOptions{Service: svc, Store: e.cs, Holder: "bench",
+			OnSweep: func(r caseaccess.SweepResult) { sweeps <- r }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(e.ctx)
+		done := make(chan error, 1)
+		b.ResetTimer()
+		go func() { done <- x.Run(ctx) }()
+		expired, passes := 0, 0
+		deadline := time.After(start.Add(60*time.Second + 2*time.Minute).Sub(time.Now()))
+		for expired < benchDue {
+			select {
+			case r := <-sweeps:
+				if r.Err != nil {
+					b.Fatalf("sweep: %v", r.Err)
+				}
+				expired += r.Expired
+				passes++
+			case <-deadline:
+				b.Fatalf("only %d of %d invites expired 2 minutes after the last expiry", expired, benchDue)
+			}
+		}
+		b.StopTimer()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		var late []time.Duration
+		for k := 0; k < benchCases; k++ { // the same-minute invites are i%07d with i = 100k
+			inv, err := e.cs.GetInvite(e.ctx, fmt.Sprintf("i%07d", k*100))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if inv.RevokedAt == nil || inv.RevokeReason != caseaccess.ReasonExpired || inv.ExpiresAt == nil {
+				b.Fatalf("invite %s not expired: %+v", inv.ID, inv)
+			}
+			late = append(late, inv.RevokedAt.Sub(*inv.ExpiresAt))
+		}
+		slices.Sort(late)
+		b.ReportMetric(late[len(late)-1].Seconds(), "max_late_s")
+		b.ReportMetric(late[len(late)*99/100].Seconds(), "p99_late_s")
+		b.ReportMetric(late[len(late)/2].Seconds(), "p50_late_s")
+		b.ReportMetric(float64(passes), "passes")
+	})
+}

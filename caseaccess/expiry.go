@@ -146,7 +146,9 @@ func (e *Expirer) pass(ctx context.Context) SweepResult {
 	leader, err := e.o.Store.AcquireLease(ctx, LeaseName, e.o.Holder, e.o.LeaseTTL)
 	if err != nil {
 		res.Err = err
-		e.log.Warn("acquire lease failed; retrying", zap.Error(err))
+		if ctx.Err() == nil { // not a shutdown
+			e.log.Warn("acquire lease failed; retrying", zap.Error(err))
+		}
 		return res
 	}
 	if !leader {
