@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -335,7 +336,7 @@ func TestAdminUserNameClaim(t *testing.T) {
 // A user of another firm with a firm profile in the manager's firm is one
 // of the manager's users: found by search, visible, grantable there only.
 func TestAdminMultiFirmUser(t *testing.T) {
-	e := newAdminEnv(t, adminEnvOptions{})
+	e := newAdminEnv(t, adminEnvOptions{insecureCookies: true})
 	err := e.st.Update(context.Background(), audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
 		return tx.PutFirmMembership(ctx, directory.FirmMembership{UserID: e.carol.ID, FirmNumber: "3856", Source: "cwa"})
 	})
@@ -367,5 +368,60 @@ func TestAdminMultiFirmUser(t *testing.T) {
 	}
 	if r := e.call(t, "POST", "/api/v1/users/"+e.carol.ID+"/grants", alice, grantBody("4000", "ccms", "bill-preparation", "2B002X")); r.code != 403 {
 		t.Fatalf("grant in the other firm: %d %s", r.code, r.body)
+	}
+	// Her history: support reads the 4000 grant and profile events; the
+	// 3856 manager reads only those of 3856 (API, CSV export, pages).
+	r = e.call(t, "GET", "/api/v1/audit?user="+e.carol.ID, e.token("ops@agency.example"), "")
+	if !strings.Contains(r.body, "2B002X") {
+		t.Fatalf("support history lacks firm 4000: %s", r.body)
+	}
+	var al AuditList
+	r = e.call(t, "GET", "/api/v1/audit?user="+e.carol.ID, alice, "")
+	if err := json.Unmarshal([]byte(r.body), &al); err != nil || r.code != 200 {
+		t.Fatalf("manager history: %d %s", r.code, r.body)
+	}
+	var grants3856 int
+	for _, ev := range al.Events {
+		ba := string(ev.Before) + string(ev.After)
+		if strings.Contains(ba, "2B002X") || (ev.ObjectType == "grant" || strings.HasPrefix(ev.Action, "firm_membership.")) && strings.Contains(ba, "4000") {
+			t.Fatalf("manager history leaks firm 4000: %s %s → %s", ev.Action, ev.Before, ev.After)
+		}
+		if ev.Action == "grant.put" {
+			grants3856++
+		}
+	}
+	if grants3856 != 1 {
+		t.Fatalf("manager history: %d grant events of 3856, want 1: %s", grants3856, r.body)
+	}
+	// Paging one event at a time walks past the events left out.
+	all, walked := len(al.Events), 0
+	for after := int64(0); ; {
+		var page AuditList
+		r = e.call(t, "GET", "/api/v1/audit?limit=1&user="+e.carol.ID+"&after="+strconv.FormatInt(after, 10), alice, "")
+		if err := json.Unmarshal([]byte(r.body), &page); err != nil {
+			t.Fatalf("manager history page: %s", r.body)
+		}
+		walked += len(page.Events)
+		if page.NextAfter == 0 {
+			break
+		}
+		after = page.NextAfter
+	}
+	if walked != all {
+		t.Fatalf("paging one by one read %d events, one read %d", walked, all)
+	}
+	if r := e.call(t, "GET", "/api/v1/audit?format=csv&user="+e.carol.ID, alice, ""); r.code != 200 || strings.Contains(r.body, "2B002X") ||
+		!strings.Contains(r.body, "1A001L") {
+		t.Fatalf("manager CSV history: %d %s", r.code, r.body)
+	}
+	b := e.browser(t)
+	if resp, _ := b.signIn("/ui/users/"+e.carol.ID, "alice@firm.example"); resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	for _, path := range []string{"/ui/users/" + e.carol.ID, "/ui/audit?user=" + e.carol.ID} {
+		resp, body := b.get(path)
+		if resp.StatusCode != 200 || strings.Contains(body, "2B002X") || !strings.Contains(body, "1A001L") {
+			t.Fatalf("%s: %d, leaks firm 4000's grant or lacks 3856's", path, resp.StatusCode)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func (s *Server) getAudit(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 	}
-	events, err := s.auditEvents(r, f)
+	events, err := s.auditEvents(r, c, f)
 	if err != nil {
 		s.internal(w, r, "read audit", err)
 		return
@@ -98,9 +98,18 @@ func (s *Server) getAudit(w http.ResponseWriter, r *http.Request, c *caller) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) auditEvents(r *http.Request, f store.AuditFilter) ([]audit.Event, error) {
+// auditEvents reads up to f.Limit events of f that c may read
+// (caller.auditVisible).
+func (s *Server) auditEvents(r *http.Request, c *caller, f store.AuditFilter) ([]audit.Event, error) {
 	events := []audit.Event{}
-	err := s.adm.store.Audit(r.Context(), f, func(e audit.Event) error {
+	sf := f
+	if !c.seesAll() {
+		sf.Limit = 0 // events are left out below: the store must not stop at f.Limit
+	}
+	err := s.adm.store.Audit(r.Context(), sf, func(e audit.Event) error {
+		if !c.auditVisible(e) {
+			return nil
+		}
 		events = append(events, e)
 		if len(events) >= f.Limit {
 			return errStop

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"sort"
 	"strings"
 
+	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/auth"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/mapping"
@@ -73,6 +75,30 @@ func (c *caller) canSee(firms map[string]bool) bool {
 	for f := range firms {
 		if c.firms[f] {
 			return true
+		}
+	}
+	return false
+}
+
+// auditVisible reports whether c may read event e from the history of a
+// user c can see. Grant and firm-profile events name their firm; for a
+// caller who cannot see every firm those of a firm c does not manage are
+// left out (a multi-firm user's other firm is no business of this firm's
+// admin, as in the user detail), and so is such an event whose firm
+// cannot be read.
+func (c *caller) auditVisible(e audit.Event) bool {
+	if c.seesAll() {
+		return true
+	}
+	if e.ObjectType != "grant" && !strings.HasPrefix(e.Action, "firm_membership.") {
+		return true
+	}
+	var v struct {
+		FirmNumber string `json:"firmNumber"`
+	}
+	for _, b := range []json.RawMessage{e.After, e.Before} {
+		if len(b) > 0 && json.Unmarshal(b, &v) == nil && v.FirmNumber != "" {
+			return c.firms[v.FirmNumber]
 		}
 	}
 	return false

@@ -36,5 +36,7 @@
 // remove an admin role either; the run chart counts as "changes" the
 // counts named like a write (created, updated, gone, revoke, ...) and
 // as failures "failed" (or 1 for a failed run); history on the user page
-// is the newest 100 events.
+// is the newest 100 events; a firm admin reads a user's history (API,
+// CSV, pages) without the grant and firm-profile events of firms they do
+// not manage.
 package server

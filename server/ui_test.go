@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/auth"
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
@@ -254,7 +255,7 @@ func TestRecentAuditNewestFirst(t *testing.T) {
 		}
 	}
 	r := httptest.NewRequest("GET", "/", nil)
-	got, err := e.srv.recentAudit(r, e.bob.ID, 3)
+	got, err := e.srv.recentAudit(r, &caller{p: auth.Principal{Kind: "token", Scopes: []string{auth.ScopeSupport}}}, e.bob.ID, 3)
 	if err != nil || len(got) != 3 {
 		t.Fatalf("%v %v", got, err)
 	}

@@ -153,7 +153,7 @@ func (s *Server) renderUser(w http.ResponseWriter, r *http.Request, c *caller, s
 			d.Roles = append(d.Roles, roleChoice{Service: svc.Slug, Role: role.Slug, Label: svc.Name + ": " + role.Name})
 		}
 	}
-	d.History, err = s.recentAudit(r, u.ID, 100)
+	d.History, err = s.recentAudit(r, c, u.ID, 100)
 	if err != nil {
 		s.internalPage(w, r, "user history", err)
 		return
@@ -263,7 +263,7 @@ func (s *Server) uiAudit(w http.ResponseWriter, r *http.Request, c *caller, sd s
 			f.Limit = maxAuditExport
 		}
 	}
-	events, err := s.auditEvents(r, f)
+	events, err := s.auditEvents(r, c, f)
 	if err != nil {
 		s.internalPage(w, r, "audit", err)
 		return
@@ -284,13 +284,17 @@ func (s *Server) uiAudit(w http.ResponseWriter, r *http.Request, c *caller, sd s
 
 func urlQ(v string) string { return url.QueryEscape(v) }
 
-// recentAudit returns the newest n events about one user, newest first.
-// It walks the user's events in order keeping the last n (the store reads
-// in sequence order only); a user's history is small next to the log.
-func (s *Server) recentAudit(r *http.Request, userID string, n int) ([]audit.Event, error) {
+// recentAudit returns the newest n events about one user that c may read
+// (caller.auditVisible), newest first. It walks the user's events in order
+// keeping the last n (the store reads in sequence order only); a user's
+// history is small next to the log.
+func (s *Server) recentAudit(r *http.Request, c *caller, userID string, n int) ([]audit.Event, error) {
 	ring := make([]audit.Event, 0, n)
 	start := 0
 	err := s.adm.store.Audit(r.Context(), store.AuditFilter{ObjectID: userID}, func(e audit.Event) error {
+		if !c.auditVisible(e) {
+			return nil
+		}
 		if len(ring) < n {
 			ring = append(ring, e)
 		} else {
