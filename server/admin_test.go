@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
@@ -58,6 +60,46 @@ func TestAdminAuthentication(t *testing.T) {
 	for _, l := range e.logs.All() {
 		b, _ := json.Marshal(l.ContextMap())
 		if strings.Contains(string(b), "eyJ") || strings.Contains(string(b), "nope-0123456789") {
+			t.Fatalf("a token reached the log: %s %s", l.Message, b)
+		}
+	}
+}
+
+// Every refusal (401, 403 of a route's scope or of the permission rules)
+// is logged with its status and path, never with the token.
+func TestAdminRefusalsAreLogged(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	alice := e.token("alice@firm.example")
+	cases := []struct {
+		name, method, path, token, body string
+		code                            int
+	}{
+		{"no token", "GET", "/api/v1/users", "", "", 401},
+		{"unknown token", "GET", "/api/v1/runs", "nope-0123456789", "", 401},
+		{"firm admin on the runs (scope)", "GET", "/api/v1/runs", alice, "", 403},
+		{"firm admin on a held plan (scope)", "GET", "/api/v1/runs/run-held/plan", alice, "", 403},
+		{"firm admin on the metrics (scope)", "GET", "/metrics", alice, "", 403},
+		{"write token approving (scope)", "POST", "/api/v1/runs/run-held/approve", tokWrite, `{"planHash":"h-123"}`, 403},
+		{"SCIM token triggering a run (scope)", "POST", "/api/v1/runs", tokSCIM, `{"job":"x"}`, 403},
+		{"firm admin on another firm's user (rule)", "GET", "/api/v1/users/" + e.carol.ID, alice, "", 403},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			logged := func() int {
+				return e.logs.FilterMessage("refused").FilterField(zap.String("path", c.path)).FilterField(zap.Int("status", c.code)).Len()
+			}
+			before := logged()
+			if r := e.call(t, c.method, c.path, c.token, c.body); r.code != c.code {
+				t.Fatalf("status %d, want %d: %s", r.code, c.code, r.body)
+			}
+			if n := logged() - before; n != 1 {
+				t.Fatalf("refusal logged %d times, want once", n)
+			}
+		})
+	}
+	for _, l := range e.logs.All() {
+		b, _ := json.Marshal(l.ContextMap())
+		if strings.Contains(string(b), "eyJ") || strings.Contains(string(b), "nope-0123456789") || strings.Contains(string(b), tokWrite) {
 			t.Fatalf("a token reached the log: %s %s", l.Message, b)
 		}
 	}

@@ -176,7 +176,7 @@ func (s *Server) apiAuth(h func(w http.ResponseWriter, r *http.Request, c *calle
 			return
 		}
 		recordOf(r.Context()).principal = c.p.Name
-		if s.rateLimited(w, c.p) {
+		if s.rateLimited(w, r, c.p) {
 			return
 		}
 		h(w, r.WithContext(withCaller(r.Context(), c)), c)

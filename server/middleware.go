@@ -221,10 +221,11 @@ func (s *Server) RequireScope(scope string, h http.Handler) http.Handler {
 		}
 		p := c.p
 		recordOf(r.Context()).principal = p.Name
-		if s.rateLimited(w, p) {
+		if s.rateLimited(w, r, p) {
 			return
 		}
 		if !p.Has(scope) {
+			s.logRefusal(r, &authFailure{status: http.StatusForbidden, code: "forbidden", reason: "the caller lacks scope " + scope})
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the token lacks scope %q", scope))
 			return
 		}

@@ -51,12 +51,14 @@ func (l *limiter) allow(p auth.Principal) (bool, time.Duration) {
 	return false, wait
 }
 
-// rateLimited answers 429 with Retry-After when p is over its rate.
-func (s *Server) rateLimited(w http.ResponseWriter, p auth.Principal) bool {
+// rateLimited answers 429 with Retry-After when p is over its rate, and
+// logs the refusal.
+func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, p auth.Principal) bool {
 	ok, wait := s.limiter.allow(p)
 	if ok {
 		return false
 	}
+	s.logRefusal(r, &authFailure{status: http.StatusTooManyRequests, code: "rate_limited", reason: "over the rate limit of " + p.Name})
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 	writeError(w, http.StatusTooManyRequests, "rate_limited", "too many requests for this token; retry later")
 	return true

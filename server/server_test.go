@@ -465,7 +465,8 @@ func TestRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Store: openStore(t), Verifier: v, Now: func() time.Time { return now }})
+	core, logs := observer.New(zapcore.DebugLevel)
+	srv, err := New(Options{Store: openStore(t), Verifier: v, Now: func() time.Time { return now }, Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,6 +483,15 @@ func TestRateLimit(t *testing.T) {
 	r := e.do(t, "GET", "/api/v1/runs", "slow-token", "")
 	if r.code != 429 || r.header.Get("Retry-After") != "1" || errorCode(t, r.body) != "rate_limited" {
 		t.Fatalf("%d %v %s", r.code, r.header, r.body)
+	}
+	// Each 429 is logged as a refusal, without the token.
+	if n := logs.FilterMessage("refused").FilterField(zap.Int("status", 429)).Len(); n != 2 {
+		t.Fatalf("429 refusals logged: %d, want 2", n)
+	}
+	for _, l := range logs.All() {
+		if b, _ := json.Marshal(l.ContextMap()); strings.Contains(string(b), "slow-token") {
+			t.Fatalf("the token reached the log: %s", b)
+		}
 	}
 	if got := fmt.Sprint(codes("free-token", 5)); got != "[200 200 200 200 200]" {
 		t.Fatalf("unlimited token limited: %s", got)

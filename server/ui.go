@@ -175,7 +175,7 @@ func (s *Server) uiAuth(h func(http.ResponseWriter, *http.Request, *caller, sess
 			return
 		}
 		recordOf(r.Context()).principal = c.p.Name
-		if s.rateLimited(w, c.p) {
+		if s.rateLimited(w, r, c.p) {
 			return
 		}
 		h(w, r.WithContext(withCaller(r.Context(), c)), c, sd)
