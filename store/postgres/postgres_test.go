@@ -30,6 +30,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
 }
 
+func TestCaseAccessConformance(t *testing.T) {
+	storetest.RunCaseAccess(t, func(t *testing.T) store.Store { return newStore(t) })
+}
+
 func TestMigrations(t *testing.T) {
 	storetest.RunMigrations(t, Migrations(), func(t *testing.T) func(fs.FS) store.Store {
 		dsn := testenv.Postgres(t)

@@ -33,6 +33,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
 }
 
+func TestCaseAccessConformance(t *testing.T) {
+	storetest.RunCaseAccess(t, func(t *testing.T) store.Store { return newStore(t) })
+}
+
 func TestConformanceMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := Open(context.Background(), ":memory:", Options{})
