@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dirsyncd/dirsyncd/audit"
@@ -293,5 +295,40 @@ func TestUIRevokedManagerLosesAccessAtOnce(t *testing.T) {
 	}
 	if r := e.call(t, "GET", "/api/v1/me", e.token("bob@firm.example"), ""); r.code != 403 || errorCode(t, r.body) != "account_inactive" {
 		t.Fatalf("inactive user: %d %s", r.code, r.body)
+	}
+}
+
+// failingUpdates fails every write once fail is set, with an error
+// holding details of the database that must reach no page.
+type failingUpdates struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingUpdates) Update(ctx context.Context, m audit.Meta, fn func(ctx context.Context, tx store.Tx) error) error {
+	if f.fail.Load() {
+		return errors.New("store: put grant: dial tcp 10.9.8.7:5432: db-internal-detail")
+	}
+	return f.Store.Update(ctx, m, fn)
+}
+
+func TestUIStoreErrorShowsNoDetail(t *testing.T) {
+	st := &failingUpdates{Store: openStore(t)}
+	e := newAdminEnv(t, adminEnvOptions{insecureCookies: true, store: st})
+	b := e.browser(t)
+	_, body := b.signIn("/ui/users/"+e.bob.ID, "alice@firm.example")
+	tok := csrfOf(t, body)
+	st.fail.Store(true)
+	resp, body := b.post("/ui/users/"+e.bob.ID+"/grants", url.Values{"csrf": {tok}, "firmNumber": {"3856"}, "role": {"ccms/case-management"}})
+	if resp.StatusCode != 500 || strings.Contains(body, "db-internal-detail") || strings.Contains(body, "10.9.8.7") ||
+		!strings.Contains(body, resp.Header.Get(HeaderRequestID)) {
+		t.Fatalf("store error on the grant page: %d %s", resp.StatusCode, body)
+	}
+	resp, body = b.post("/ui/users/"+e.bob.ID+"/revoke", url.Values{"csrf": {tok}, "firmNumber": {"3856"}, "service": {"ccms"}, "role": {"case-management"}})
+	if resp.StatusCode != 500 || strings.Contains(body, "db-internal-detail") {
+		t.Fatalf("store error on the revoke page: %d %s", resp.StatusCode, body)
+	}
+	if e.logs.FilterMessage("change grant").Len() != 2 {
+		t.Fatalf("the store errors are not logged: %d", e.logs.FilterMessage("change grant").Len())
 	}
 }

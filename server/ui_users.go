@@ -225,7 +225,11 @@ func (s *Server) afterChange(w http.ResponseWriter, r *http.Request, c *caller, 
 		s.renderUser(w, r, c, sd, http.StatusBadRequest, err.Error())
 		return
 	}
-	s.uiError(w, r, c, rec.code, err.Error())
+	msg := err.Error() // a refusal or a missing grant: written for the admin
+	if rec.code == http.StatusInternalServerError {
+		msg = "Internal error (request id " + RequestID(r.Context()) + ")." // the store's error is logged only
+	}
+	s.uiError(w, r, c, rec.code, msg)
 }
 
 type auditData struct {
