@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,10 +14,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/auth"
 	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/webauth"
 )
 
 // browser is a Go HTTP client with a cookie jar, playing the browser.
@@ -330,5 +333,106 @@ func TestUIStoreErrorShowsNoDetail(t *testing.T) {
 	}
 	if e.logs.FilterMessage("change grant").Len() != 2 {
 		t.Fatalf("the store errors are not logged: %d", e.logs.FilterMessage("change grant").Len())
+	}
+}
+
+// TestUISessionCookies walks the sign-in by hand (no cookie jar, so the
+// Secure cookies of a production config are seen): the login and session
+// cookies' flags, a local-only return address, and the refusal of a
+// tampered, expired, mis-purposed or replayed cookie.
+func TestUISessionCookies(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(u string, cookies ...*http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", u, nil)
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	cookieOf := func(resp *http.Response, name string) *http.Cookie {
+		t.Helper()
+		for _, c := range resp.Cookies() {
+			if c.Name == name {
+				return c
+			}
+		}
+		t.Fatalf("no %s cookie in %v", name, resp.Header["Set-Cookie"])
+		return nil
+	}
+	// signIn returns the callback's answer and the login cookie it used.
+	signIn := func(next, email string) (*http.Response, *http.Cookie, string) {
+		t.Helper()
+		resp := get(e.url + "/ui/login?next=" + url.QueryEscape(next))
+		login := cookieOf(resp, loginCookie)
+		if !login.HttpOnly || !login.Secure || login.SameSite != http.SameSiteLaxMode || login.Path != "/ui/callback" || login.MaxAge != 600 {
+			t.Fatalf("login cookie flags: %+v", login)
+		}
+		authz, _ := url.Parse(resp.Header.Get("Location"))
+		q := authz.Query()
+		r2, err := noFollow.PostForm(e.issuer.URL+"/authorize", url.Values{"email": {email}, "state": {q.Get("state")},
+			"nonce": {q.Get("nonce")}, "code_challenge": {q.Get("code_challenge")}, "redirect_uri": {q.Get("redirect_uri")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2.Body.Close()
+		back := r2.Header.Get("Location")
+		return get(back, login), login, back
+	}
+	resp, login, back := signIn("/ui/users/"+e.bob.ID, "alice@firm.example")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/users/"+e.bob.ID {
+		t.Fatalf("callback: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	sess := cookieOf(resp, sessionCookie)
+	if !sess.HttpOnly || !sess.Secure || sess.SameSite != http.SameSiteLaxMode || sess.Path != "/" || sess.MaxAge != 3600 {
+		t.Fatalf("session cookie flags: %+v", sess)
+	}
+	if r := get(e.url+"/ui/users/"+e.bob.ID, sess); r.StatusCode != 200 {
+		t.Fatalf("signed in: %d", r.StatusCode)
+	}
+	// The same callback again (code and login cookie replayed) signs no one in.
+	if r := get(back, login); r.StatusCode == http.StatusSeeOther || len(r.Cookies()) > 0 && r.Cookies()[0].Name == sessionCookie {
+		t.Fatalf("replayed callback: %d %v", r.StatusCode, r.Header["Set-Cookie"])
+	}
+	// Only local pages are return addresses.
+	for _, next := range []string{"https://evil.example/ui/", "//evil.example/ui/x", "/\\evil.example", "/ui/login?next=//evil.example"} {
+		if r, _, _ := signIn(next, "alice@firm.example"); r.Header.Get("Location") != "/ui/users" {
+			t.Fatalf("next=%s: sent to %q", next, r.Header.Get("Location"))
+		}
+	}
+	signedIn := func(v string) bool {
+		r := get(e.url+"/ui/users/"+e.bob.ID, &http.Cookie{Name: sessionCookie, Value: v})
+		return r.StatusCode == 200
+	}
+	// Tampered: alice's signature over a support identity.
+	body, sig, _ := strings.Cut(sess.Value, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(body)
+	forged := strings.Replace(string(raw), `"Claim":"alice@firm.example","Support":false`, `"Claim":"ops@agency.example","Support":true`, 1)
+	if forged == string(raw) {
+		t.Fatalf("session layout changed: %s", raw)
+	}
+	if signedIn(base64.RawURLEncoding.EncodeToString([]byte(forged)) + "." + sig) {
+		t.Fatal("a tampered session was accepted")
+	}
+	codec := e.srv.adm.cookies
+	ops := webauth.Identity{Claim: "ops@agency.example", Support: true}
+	wrongKey := &cookieCodec{key: []byte(strings.Repeat("k", 32)), ttl: time.Hour, now: time.Now}
+	other, _ := wrongKey.newSession(ops)
+	expired, _ := codec.encode("session", sessionData{SID: "s1", ID: ops, Expires: time.Now().Add(-time.Second).Unix()})
+	purpose, _ := codec.encode("login", sessionData{SID: "s1", ID: ops, Expires: time.Now().Add(time.Hour).Unix()})
+	good, _ := codec.encode("session", sessionData{SID: "s1", ID: ops, Expires: time.Now().Add(time.Hour).Unix()})
+	for name, v := range map[string]string{"another key": other, "expired": expired, "signed for the login cookie": purpose, "unsigned": body} {
+		if signedIn(v) {
+			t.Fatalf("%s session accepted", name)
+		}
+	}
+	if !signedIn(good) {
+		t.Fatal("the control session is refused")
 	}
 }
