@@ -436,3 +436,93 @@ func TestUISessionCookies(t *testing.T) {
 		t.Fatal("the control session is refused")
 	}
 }
+
+// Every page and form a firm admin may not use answers 403 (never 404 for
+// something outside their firm), shows none of the other firm's data and
+// changes nothing.
+func TestUIFirmAdminRefusals(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{insecureCookies: true})
+	b := e.browser(t)
+	_, body := b.signIn("/ui/users/"+e.bob.ID, "alice@firm.example")
+	tok := csrfOf(t, body)
+	unknown := "00000000-0000-0000-0000-000000000000"
+	for _, path := range []string{"/ui/runs", "/ui/runs/run-ldap", "/ui/runs/run-ldap?format=csv", "/ui/runs/run-ldap?format=json",
+		"/ui/runs/run-held/plan", "/ui/runs/no-such-run", "/ui/users/" + e.carol.ID, "/ui/users/" + unknown, "/ui/users?firm=4000",
+		"/ui/audit", "/ui/audit?user=" + e.carol.ID, "/ui/audit?format=csv&user=" + e.carol.ID, "/ui/audit?user=" + unknown} {
+		resp, body := b.get(path)
+		if resp.StatusCode != 403 || strings.Contains(body, "carol") || strings.Contains(body, "2B002X") || strings.Contains(body, "u-1") {
+			t.Errorf("GET %s: %d (want 403 without the other firm's data)", path, resp.StatusCode)
+		}
+	}
+	for _, c := range []struct {
+		path string
+		form url.Values
+	}{
+		{"/ui/runs/run-held/approve", url.Values{"planHash": {"h-123"}}},
+		{"/ui/users/" + e.carol.ID + "/grants", url.Values{"firmNumber": {"4000"}, "role": {"ccms/bill-preparation"}}},
+		{"/ui/users/" + e.carol.ID + "/revoke", url.Values{"firmNumber": {"4000"}, "service": {"ccms"}, "role": {"case-management"}}},
+		{"/ui/users/" + unknown + "/grants", url.Values{"firmNumber": {"3856"}, "role": {"ccms/bill-preparation"}}},
+		{"/ui/users/" + e.bob.ID + "/grants", url.Values{"firmNumber": {"4000"}, "role": {"ccms/bill-preparation"}}},
+		{"/ui/users/" + e.alice.ID + "/revoke", url.Values{"firmNumber": {"3856"}, "service": {ManagerService}, "role": {ManagerRole}}},
+	} {
+		c.form.Set("csrf", tok)
+		if resp, body := b.post(c.path, c.form); resp.StatusCode != 403 || strings.Contains(body, "carol") {
+			t.Errorf("POST %s: %d (want 403)", c.path, resp.StatusCode)
+		}
+	}
+	if len(e.approver.calls) != 0 {
+		t.Fatalf("a refused approve reached the approver: %v", e.approver.calls)
+	}
+	ctx := context.Background()
+	gs, err := e.st.ListGrants(ctx, store.GrantQuery{})
+	if err != nil || len(gs) != 2 {
+		t.Fatalf("grants after refused forms: %d %v", len(gs), err)
+	}
+}
+
+// Every form needs the CSRF token of its own session.
+func TestUICSRFEveryForm(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{insecureCookies: true})
+	ops, other := e.browser(t), e.browser(t)
+	_, body := ops.signIn("/ui/users/"+e.bob.ID, "ops@agency.example")
+	tok := csrfOf(t, body)
+	_, body = other.signIn("/ui/users/"+e.bob.ID, "ops@agency.example")
+	otherTok := csrfOf(t, body)
+	if otherTok == tok {
+		t.Fatal("two sessions share a CSRF token")
+	}
+	forms := []struct {
+		path string
+		form url.Values
+	}{
+		{"/ui/logout", url.Values{}},
+		{"/ui/runs/run-held/approve", url.Values{"planHash": {"h-123"}}},
+		{"/ui/users/" + e.bob.ID + "/grants", url.Values{"firmNumber": {"3856"}, "role": {"ccms/bill-preparation"}}},
+		{"/ui/users/" + e.alice.ID + "/revoke", url.Values{"firmNumber": {"3856"}, "service": {ManagerService}, "role": {ManagerRole}}},
+	}
+	for _, f := range forms {
+		for name, csrf := range map[string]string{"none": "", "another session's": otherTok, "wrong": strings.Repeat("a", 64)} {
+			v := url.Values{}
+			for k, vs := range f.form {
+				v[k] = vs
+			}
+			if csrf != "" {
+				v.Set("csrf", csrf)
+			}
+			if resp, _ := ops.post(f.path, v); resp.StatusCode != 403 {
+				t.Errorf("POST %s with %s CSRF token: %d, want 403", f.path, name, resp.StatusCode)
+			}
+		}
+	}
+	gs, err := e.st.ListGrants(context.Background(), store.GrantQuery{})
+	if err != nil || len(gs) != 2 || len(e.approver.calls) != 0 {
+		t.Fatalf("refused forms changed something: %d grants, approver %v, %v", len(gs), e.approver.calls, err)
+	}
+	// Still signed in (the refused logout did nothing), and the right token works.
+	if resp, _ := ops.get("/ui/runs"); resp.StatusCode != 200 || resp.Request.URL.Path != "/ui/runs" {
+		t.Fatalf("after refused logout: %d %s", resp.StatusCode, resp.Request.URL)
+	}
+	if resp, _ := ops.post("/ui/users/"+e.bob.ID+"/grants", url.Values{"csrf": {tok}, "firmNumber": {"3856"}, "role": {"ccms/bill-preparation"}}); resp.StatusCode != 200 {
+		t.Fatalf("grant with the session's token: %d", resp.StatusCode)
+	}
+}
