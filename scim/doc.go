@@ -69,6 +69,18 @@
 // (attr[.sub] op "value") skip the general filter parser (fastFilter);
 // FuzzFilter checks that both parse them alike.
 //
+// # Store reads shaped for SCIM
+//
+// Where the store offers them (store/sqlstore/scim_*.go; found by type
+// assertion, so Backend stays the generic store.Reader and a backend without
+// them still works), the hot paths use fewer statements: a lookup reads the
+// page with its e-mails in one statement and skips the count when the page
+// tells the total, the roles and groups of a whole page come in one
+// statement, PUT and PATCH read the user once (locked) and skip unchanged
+// uniqueness checks and e-mail rewrites, and member ids are checked in one
+// statement. TestStoreFastPathsAnswerAlike and
+// TestSCIMUpdateUserMatchesUpdateUser check that both paths answer alike.
+//
 // PATCH quirks accepted without special-casing a client: op in any case;
 // booleans as "True"/"False"; path-less add/replace whose value holds
 // dotted keys (name.givenName), extension URN attribute keys, or echoed

@@ -7,4 +7,7 @@
 // temp-file database is closer to production). Times are stored as integer
 // microseconds since the epoch. The schema lives in migrations/ (numbered,
 // embedded; 0001-0009 foundation, other ranges reserved per feature).
+// Every connection keeps its 256 most recently used single statements
+// prepared (stmtcache.go): the driver would otherwise parse and plan each
+// statement anew, which was ~30% of the CPU of the SCIM load run.
 package sqlite
