@@ -24,7 +24,7 @@ var fullProjection = projection{}
 
 // extrasReader is what store/sqlstore offers beyond reader
 // (store/sqlstore/scim_users.go): the grants and groups of a whole page of
-// users in two queries. Without it, render asks per user.
+// users in one statement. Without it, render asks per user.
 type extrasReader interface {
 	SCIMUserExtras(ctx context.Context, userIDs []string) (map[string][]directory.Grant, map[string][]directory.Group, error)
 }
