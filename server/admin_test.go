@@ -467,3 +467,49 @@ func TestAdminMultiFirmUser(t *testing.T) {
 		}
 	}
 }
+
+// The audit time filter, the e-mail search and a firm's offices.
+func TestAdminAuditTimeSearchOffices(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{})
+	support := e.token("ops@agency.example")
+	count := func(q string) int {
+		t.Helper()
+		var al AuditList
+		r := e.call(t, "GET", "/api/v1/audit?user="+e.bob.ID+q, support, "")
+		if err := json.Unmarshal([]byte(r.body), &al); err != nil || r.code != 200 {
+			t.Fatalf("audit %s: %d %s", q, r.code, r.body)
+		}
+		return len(al.Events)
+	}
+	past, future := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if n := count("&since=" + past + "&until=" + future); n == 0 {
+		t.Fatal("no events in the last hour")
+	}
+	if n := count("&since=" + future); n != 0 {
+		t.Fatalf("since the future: %d events", n)
+	}
+	if n := count("&until=" + past); n != 0 {
+		t.Fatalf("until an hour ago: %d events", n)
+	}
+	var list UserList
+	r := e.call(t, "GET", "/api/v1/users?q=JONES.example", support, "")
+	if err := json.Unmarshal([]byte(r.body), &list); err != nil || len(list.Users) != 1 || list.Users[0].ID != e.carol.ID {
+		t.Fatalf("search by e-mail: %s", r.body)
+	}
+	var fd FirmDetail
+	r = e.call(t, "GET", "/api/v1/firms/3856", e.token("alice@firm.example"), "")
+	if err := json.Unmarshal([]byte(r.body), &fd); err != nil || fd.Firm.Number != "3856" || len(fd.Offices) != 2 {
+		t.Fatalf("firm detail: %s", r.body)
+	}
+	for _, o := range fd.Offices {
+		if o.FirmNumber != "3856" {
+			t.Fatalf("firm 3856 lists office %+v", o)
+		}
+	}
+	if r := e.call(t, "GET", "/api/v1/firms/9999", support, ""); r.code != 404 || errorCode(t, r.body) != "not_found" {
+		t.Fatalf("unknown firm for support: %d %s", r.code, r.body)
+	}
+	if r := e.call(t, "GET", "/api/v1/firms/9999", e.token("alice@firm.example"), ""); r.code != 403 {
+		t.Fatalf("unknown firm for a firm admin: %d (403: no existence leak)", r.code)
+	}
+}
