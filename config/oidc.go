@@ -49,6 +49,12 @@ type OIDCConfig struct {
 	// InsecureCookies drops the Secure flag of the session cookie: only
 	// allowed with env: development (plain-http local runs).
 	InsecureCookies bool `yaml:"insecureCookies"`
+	// DevIssuer starts a local sign-in issuer inside `serve` (a page where
+	// you type any e-mail, optionally as support staff) and points Issuer,
+	// ClientID and SessionKey at it, so `make run` shows the report pages
+	// with no identity provider. Only allowed with env: development, and
+	// not together with Issuer.
+	DevIssuer bool `yaml:"devIssuer"`
 }
 
 // Enabled reports whether OIDC sign-in is configured.
@@ -75,6 +81,15 @@ func (c *OIDCConfig) defaults() {
 }
 
 func (c *OIDCConfig) validate(p *Problems, env string) {
+	if c.DevIssuer {
+		if env != EnvDevelopment {
+			p.Addf("oidc.devIssuer", "is allowed only with env: development")
+		}
+		if c.Issuer != "" {
+			p.Addf("oidc.devIssuer", "cannot be combined with oidc.issuer")
+		}
+		return
+	}
 	if !c.Enabled() {
 		return
 	}

@@ -21,6 +21,9 @@ func TestOIDCConfig(t *testing.T) {
 		{"no client id", base + "oidc:\n  issuer: https://idp.example\n  sessionKey: " + key + "\n", "oidc.clientID: is required"},
 		{"short session key", base + "oidc:\n  issuer: https://idp.example\n  clientID: d\n  sessionKey: short\n", "oidc.sessionKey"},
 		{"insecure cookies in production", "store:\n  driver: sqlite\noidc:\n  issuer: https://idp.example\n  clientID: d\n  sessionKey: " + key + "\n  insecureCookies: true\n", "oidc.insecureCookies"},
+		{"dev issuer in development", base + "oidc:\n  devIssuer: true\n", ""},
+		{"dev issuer in production", "store:\n  driver: sqlite\noidc:\n  devIssuer: true\n", "oidc.devIssuer: is allowed only with env: development"},
+		{"dev issuer with an issuer", base + "oidc:\n  devIssuer: true\n  issuer: https://idp.example\n  clientID: d\n  sessionKey: " + key + "\n", "oidc.devIssuer: cannot be combined"},
 		{"bad jwks url", base + "oidc:\n  issuer: https://idp.example\n  clientID: d\n  sessionKey: " + key + "\n  jwksURL: keys\n", "oidc.jwksURL"},
 	}
 	for _, c := range cases {

@@ -57,6 +57,9 @@ func (a *App) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.startDevIssuer(); err != nil { // oidc.devIssuer (devsignin.go)
+		return err
+	}
 	adminOpts, err := a.adminOptions() // admin API, pages, OIDC sign-in (admin.go)
 	if err != nil {
 		return err

@@ -2,6 +2,8 @@
 // JWKS (an RSA key generated when the issuer starts), an authorize page
 // where the tester types the e-mail to sign in as, and a token endpoint
 // that checks the PKCE verifier. It mints bearer tokens for API tests too.
+// `dirsyncd serve` also starts one for `make run` (oidc.devIssuer, allowed
+// only with env: development) so the report pages can be tried locally.
 package oidctest
 
 import (
@@ -11,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/http/httptest"
@@ -38,23 +41,40 @@ type Issuer struct {
 	codes map[string]codeGrant
 	// Exchanges counts successful code exchanges.
 	Exchanges int
+	// SupportGroup, when set, adds a checkbox to the sign-in page that puts
+	// this value in the token's "groups" claim (the development sign-in:
+	// sign in as the agency's support staff, or as a firm's user).
+	SupportGroup string
 }
 
 type codeGrant struct {
 	email, nonce, challenge, redirect string
+	support                           bool
 }
 
 // New starts an issuer for clientID; it stops when the test ends.
 func New(t testing.TB, clientID string) *Issuer {
 	t.Helper()
+	is, err := Start(clientID)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(is.Close)
+	return is
+}
+
+// Start starts an issuer for clientID on a loopback port, outside tests:
+// `make run` signs people in to the report pages with it (oidc.devIssuer,
+// development only), as it uses the fake CWA. Close stops it.
+func Start(clientID string) (*Issuer, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		t.Fatalf("oidctest: generate key: %v", err)
+		return nil, fmt.Errorf("oidctest: generate key: %w", err)
 	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
-		t.Fatalf("oidctest: signer: %v", err)
+		return nil, fmt.Errorf("oidctest: signer: %w", err)
 	}
 	is := &Issuer{ClientID: clientID, Groups: map[string][]string{}, key: key, signer: signer, now: time.Now, codes: map[string]codeGrant{}}
 	mux := http.NewServeMux()
@@ -65,9 +85,11 @@ func New(t testing.TB, clientID string) *Issuer {
 	mux.HandleFunc("POST /token", is.token)
 	is.srv = httptest.NewServer(mux)
 	is.URL = is.srv.URL
-	t.Cleanup(is.srv.Close)
-	return is
+	return is, nil
 }
+
+// Close stops the issuer.
+func (is *Issuer) Close() { is.srv.Close() }
 
 func (is *Issuer) discovery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{
@@ -89,8 +111,9 @@ func (is *Issuer) keys(w http.ResponseWriter, r *http.Request) {
 var page = template.Must(template.New("a").Parse(`<!doctype html><title>Local issuer</title>
 <h1>Local issuer sign-in</h1>
 <form method="post" action="/authorize">
-{{range $k, $v := .}}<input type="hidden" name="{{$k}}" value="{{index $v 0}}">{{end}}
+{{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{index $v 0}}">{{end}}
 <label>E-mail <input id="email" name="email" type="email"></label>
+{{if .SupportGroup}}<label><input id="support" name="support" type="checkbox" value="1" checked> agency support staff (every firm)</label>{{end}}
 <button id="signin" type="submit">Sign in</button>
 </form>`))
 
@@ -102,10 +125,10 @@ func (is *Issuer) authorizePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = page.Execute(w, map[string][]string{
+	_ = page.Execute(w, map[string]any{"Hidden": map[string][]string{
 		"redirect_uri": {q.Get("redirect_uri")}, "state": {q.Get("state")}, "nonce": {q.Get("nonce")},
 		"code_challenge": {q.Get("code_challenge")},
-	})
+	}, "SupportGroup": is.SupportGroup})
 }
 
 func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
@@ -116,7 +139,8 @@ func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 	code := randHex()
 	is.mu.Lock()
 	is.codes[code] = codeGrant{email: r.PostForm.Get("email"), nonce: r.PostForm.Get("nonce"),
-		challenge: r.PostForm.Get("code_challenge"), redirect: r.PostForm.Get("redirect_uri")}
+		challenge: r.PostForm.Get("code_challenge"), redirect: r.PostForm.Get("redirect_uri"),
+		support: is.SupportGroup != "" && r.PostForm.Get("support") == "1"}
 	is.mu.Unlock()
 	u, err := url.Parse(r.PostForm.Get("redirect_uri"))
 	if err != nil {
@@ -151,7 +175,11 @@ func (is *Issuer) token(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, "invalid_grant")
 		return
 	}
-	id := is.Token(map[string]any{"email": g.email, "nonce": g.nonce})
+	claims := map[string]any{"email": g.email, "nonce": g.nonce}
+	if g.support {
+		claims["groups"] = []string{is.SupportGroup}
+	}
+	id := is.Token(claims)
 	is.mu.Lock()
 	is.Exchanges++
 	is.mu.Unlock()
