@@ -5,6 +5,9 @@
 // golang.org/x/oauth2). It answers with an Identity: the subject, the value
 // of the configured user claim (e-mail by default) and whether the
 // identity is the agency's support staff (a value of the support claim).
+// With the e-mail as the user claim, an e-mail the provider marks as not
+// verified (email_verified false, as a boolean or the string some
+// providers send) is refused; an absent email_verified is accepted.
 //
 // Mapping the identity to a dirsyncd user, sessions, CSRF and permissions
 // are the server's business (package server). The provider's discovery

@@ -153,8 +153,16 @@ func (p *Provider) identity(tok *oidc.IDToken) (Identity, error) {
 		return Identity{}, fmt.Errorf("webauth: %w: claim %q missing or not a string", ErrInvalid, p.cfg.UserClaim)
 	}
 	if p.cfg.UserClaim == "email" {
-		if ev, ok := claims["email_verified"].(bool); ok && !ev {
-			return Identity{}, fmt.Errorf("webauth: %w: email_verified is false", ErrInvalid)
+		// Some providers (Cognito) send email_verified as a string.
+		switch ev := claims["email_verified"].(type) {
+		case bool:
+			if !ev {
+				return Identity{}, fmt.Errorf("webauth: %w: email_verified is false", ErrInvalid)
+			}
+		case string:
+			if !strings.EqualFold(ev, "true") {
+				return Identity{}, fmt.Errorf("webauth: %w: email_verified is %q", ErrInvalid, ev)
+			}
 		}
 	}
 	id.Claim = v

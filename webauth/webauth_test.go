@@ -42,6 +42,9 @@ func TestVerifyToken(t *testing.T) {
 		{"foreign key", is.ForeignToken(map[string]any{"email": "a@b.example"}), "", false, true},
 		{"no email claim", is.Token(map[string]any{"name": "x"}), "", false, true},
 		{"unverified email", is.Token(map[string]any{"email": "a@b.example", "email_verified": false}), "", false, true},
+		{"unverified email as a string", is.Token(map[string]any{"email": "a@b.example", "email_verified": "false"}), "", false, true},
+		{"verified email as a string", is.Token(map[string]any{"email": "a@b.example", "email_verified": "true"}), "a@b.example", false, false},
+		{"verified email", is.Token(map[string]any{"email": "a@b.example", "email_verified": true}), "a@b.example", false, false},
 		{"not a jwt", "static-token-value", "", false, true},
 	}
 	for _, c := range cases {
