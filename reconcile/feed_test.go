@@ -263,3 +263,50 @@ func TestFullRunAbortsOnFailedOrShortReads(t *testing.T) {
 		t.Fatalf("%d grants left", len(all))
 	}
 }
+
+// failingHead fails LastAuditSeq a number of times.
+type failingHead struct {
+	store.Store
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *failingHead) LastAuditSeq(ctx context.Context) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return 0, errors.New("database is locked")
+	}
+	return f.Store.LastAuditSeq(ctx)
+}
+
+// TestFeedRunRetriesItsStart: a store briefly unreachable when serve starts
+// delays the feed (retried each interval) instead of ending it.
+func TestFeedRunRetriesItsStart(t *testing.T) {
+	s := openSQLite(t)
+	sd := newSeed(t, s)
+	u := sd.user(t, "ivan@smith.example", "3856", "")
+	clock := newFakeClock()
+	q := &recordingQueue{}
+	feed := NewFeed(&failingHead{Store: s, fails: 2}, q, FeedOptions{Clock: clock, Interval: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- feed.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for range 2 { // two failed starts, each waiting one interval
+		clock.waitAfter(t, time.Second)
+		clock.Advance(time.Second)
+	}
+	clock.waitAfter(t, time.Second) // started, first poll done, waiting for the next tick
+	if err := s.Update(context.Background(), audit.Meta{Actor: "ldap:corp"}, func(ctx context.Context, tx store.Tx) error {
+		return tx.AddMembers(ctx, sd.groups["LAA Crime"], []string{u})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	clock.waitAfter(t, time.Second)
+	if got := q.take(); !slices.Equal(got, []string{u}) {
+		t.Fatalf("enqueued %v, want [%s]", got, u)
+	}
+}
