@@ -443,3 +443,34 @@ func TestNeedsOnlyGroupsOrLegacy(t *testing.T) {
 		t.Error("a rule matching every user needs more than groups")
 	}
 }
+
+// TestListedOfficeScope: a rule's listed offices are kept only where they are
+// active offices of the user's firm, and the reason says which were dropped.
+func TestListedOfficeScope(t *testing.T) {
+	cat, _ := loadLaunch(t)
+	rs, err := ParseRules([]byte(`
+rules:
+  - name: listed
+    match: {groups: [{name: Billing}]}
+    grants: [{role: ccms/bill-preparation, offices: {list: [1A001L, 0Q731M, 2B002X, 4C000A]}}]
+  - name: listed-elsewhere
+    match: {groups: [{name: Elsewhere}]}
+    grants: [{role: ccms/case-management, offices: {list: [4C000A]}}]
+`), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(cat, rs)
+	f := fixture()
+	f.Groups = []GroupFact{group("Billing"), group("Elsewhere")}
+	r := e.Evaluate(&f)
+	if got := keys(r); !slices.Equal(got, []string{"3856:ccms/bill-preparation[0Q731M,1A001L]"}) {
+		t.Fatalf("grants %v", got)
+	}
+	if why := r.Grants[0].Reasons[0]; !strings.Contains(why, "dropped 2B002X,4C000A: not an active office of firm 3856") {
+		t.Errorf("reason %q does not name the dropped offices", why)
+	}
+	if len(r.Denied) != 1 || r.Denied[0].Role != "ccms/case-management" || !strings.Contains(r.Denied[0].Reason, "needs offices") {
+		t.Errorf("denied %+v: a role needing offices with none of the firm's in scope", r.Denied)
+	}
+}
