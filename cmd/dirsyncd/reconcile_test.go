@@ -333,3 +333,56 @@ func TestServeExplainEndpoint(t *testing.T) {
 		t.Fatalf("explain: %d %s", code, body)
 	}
 }
+
+// TestScheduledReconcileJob: a scheduler job of kind reconcile runs the full
+// reconcile (here through `dirsyncd run JOB`, as the cron does) and records
+// its counts on the run.
+func TestScheduledReconcileJob(t *testing.T) {
+	cfg, db := writeConfig(t, "    - {name: full-reconcile, kind: reconcile, schedule: \"@every 1h\"}\n")
+	if r := run(t, "-c", cfg, "migrate"); r.code != 0 {
+		t.Fatalf("migrate: %+v", r)
+	}
+	st := openTestStore(t, db)
+	ctx := context.Background()
+	err := st.Update(ctx, audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutFirm(ctx, &directory.Firm{Number: "3856", Type: directory.FirmLegalServicesProvider, Enabled: true}); err != nil {
+			return err
+		}
+		u := &directory.User{UserName: "jo@smith.example", Active: true, FirmNumber: "3856"}
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		g := &directory.Group{Source: "scim:entra", DisplayName: "LAA Crime"}
+		if err := tx.CreateGroup(ctx, g); err != nil {
+			return err
+		}
+		return tx.AddMembers(ctx, g.ID, []string{u.ID})
+	})
+	_ = st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "-c", cfg, "run", "full-reconcile"); r.code != 0 {
+		t.Fatalf("run full-reconcile: %+v", r)
+	}
+	st = openTestStore(t, db)
+	defer st.Close()
+	runs, err := st.ListRuns(ctx, store.RunQuery{Job: "full-reconcile", Limit: 5})
+	if err != nil || len(runs) != 1 || runs[0].Status != directory.RunOK || runs[0].Counts["grant"] != 2 || runs[0].Counts["applied"] != 2 {
+		t.Fatalf("runs %+v %v", runs, err)
+	}
+	gs, err := st.ListGrants(ctx, store.GrantQuery{})
+	if err != nil || len(gs) != 2 {
+		t.Fatalf("grants %d %v", len(gs), err)
+	}
+	var events int
+	_ = st.Audit(ctx, store.AuditFilter{Actor: audit.ActorReconcile}, func(e audit.Event) error {
+		if e.ObjectType == "grant" && e.RunID == runs[0].ID {
+			events++
+		}
+		return nil
+	})
+	if events != 2 {
+		t.Errorf("%d grant events carry the scheduled run's id, want 2", events)
+	}
+}
