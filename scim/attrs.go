@@ -124,7 +124,7 @@ var userDef = &resourceDef{
 			complexAttr("manager", str("value"), &attrDef{Name: "$ref", Kind: kRef}, readOnly(str("displayName"))),
 		}},
 		{URN: URNDirsyncd, Attrs: []*attrDef{
-			strExact("firmNumber"), str("userType"),
+			strExact("firmNumber"), str("userType"), str("usualRole"), str("location"),
 			readOnly(multiValued("roles", str("service"), str("role"), str("firmNumber"), boolean("allOffices"), str("offices"))),
 			readOnly(&attrDef{Name: "offices", Kind: kString, Multi: true}),
 		}},

@@ -23,6 +23,8 @@ func dirsyncdSchema() schema.Schema {
 		Attributes: []schema.CoreAttribute{
 			schema.SimpleCoreAttribute(str("firmNumber", "Primary provider firm number (CWA firmNumber).", true, schema.AttributeMutabilityReadWrite(), false)),
 			schema.SimpleCoreAttribute(str("userType", "The user's type in the legal-aid directory.", false, schema.AttributeMutabilityReadWrite(), false)),
+			schema.SimpleCoreAttribute(str("usualRole", "The user's usual role (case access group grants match it).", false, schema.AttributeMutabilityReadWrite(), false)),
+			schema.SimpleCoreAttribute(str("location", "The user's location (case access grants may be restricted to it).", false, schema.AttributeMutabilityReadWrite(), false)),
 			schema.ComplexCoreAttribute(schema.ComplexParams{
 				Name: "roles", MultiValued: true, Mutability: ro,
 				Description: optional.NewString("Effective service roles (grants)."),

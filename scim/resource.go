@@ -74,9 +74,12 @@ func userFromState(st map[string]any, base directory.User) (directory.User, erro
 		}
 	}
 	u.UserType, _ = st["userType"].(string)
-	u.FirmNumber = ""
+	u.FirmNumber, u.UsualRole, u.Location = "", "", ""
 	if ext, ok := st[URNDirsyncd].(map[string]any); ok {
 		u.FirmNumber, _ = ext["firmNumber"].(string)
+		u.UsualRole, _ = ext["usualRole"].(string)
+		u.Location, _ = ext["location"].(string)
+		u.UsualRole, u.Location = strings.TrimSpace(u.UsualRole), strings.TrimSpace(u.Location)
 		if t, ok := ext["userType"].(string); ok && t != "" {
 			u.UserType = t
 		}
@@ -142,6 +145,8 @@ func userState(u directory.User) (map[string]any, error) {
 	}
 	ext := map[string]any{}
 	setStr(ext, "firmNumber", u.FirmNumber)
+	setStr(ext, "usualRole", u.UsualRole)
+	setStr(ext, "location", u.Location)
 	if len(ext) > 0 {
 		st[URNDirsyncd] = ext
 	}
