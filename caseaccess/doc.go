@@ -30,7 +30,8 @@
 //     any domain listed in caseAccess.chambersDomains (config), which covers
 //     chambers that have no users in dirsyncd yet.
 //   - Usual role and location come from the user's attributes
-//     (directory.User.UsualRole/Location, set by LDAP, SCIM or CWA) and are
+//     (directory.User.UsualRole/Location, set by LDAP's attribute map and
+//     SCIM's dirsyncd extension; the CWA API carries neither) and are
 //     compared case-insensitively. A grant with an empty location applies to
 //     every location.
 //   - Decision order: a live invite, then a group grant, then a domain
