@@ -38,6 +38,8 @@ func testBadInput(t *testing.T, e *env) {
 		{"patch bad path", "PATCH", "/Users/" + id, patchBody(map[string]any{"op": "replace", "path": "emails[", "value": "x"}), 400, TypeInvalidPath},
 		{"patch unknown attribute", "PATCH", "/Users/" + id, patchBody(map[string]any{"op": "replace", "path": "shoeSize", "value": "x"}), 400, TypeInvalidPath},
 		{"patch read-only", "PATCH", "/Users/" + id, patchBody(map[string]any{"op": "replace", "path": "groups", "value": []any{}}), 400, TypeMutability},
+		{"patch read-only roles", "PATCH", "/Users/" + id, patchBody(map[string]any{"op": "add", "path": URNDirsyncd + ":roles", "value": []any{map[string]any{"service": "ccms", "role": "admin"}}}), 400, TypeMutability},
+		{"patch read-only offices", "PATCH", "/Users/" + id, patchBody(map[string]any{"op": "replace", "path": URNDirsyncd + ":offices", "value": []any{"0Q731M"}}), 400, TypeMutability},
 		{"patch wrong value type", "PATCH", "/Users/" + id, patchBody(map[string]any{"op": "replace", "path": "active", "value": 3}), 400, TypeInvalidValue},
 		{"unknown resource", "GET", "/Users/nope", nil, 404, ""},
 		{"unknown endpoint", "GET", "/Widgets", nil, 404, ""},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/dirsyncd/dirsyncd/store"
 )
 
 func TestGroupETagsAndPut(t *testing.T) { bothStores(t, testGroupETagsAndPut) }
@@ -76,5 +78,24 @@ func TestProjectionOfExtensions(t *testing.T) {
 	r = e.must(e.do("GET", `/Users?filter=`+URNDirsyncd+`:firmNumber%20eq%20%223856%22&sortBy=meta.lastModified&sortOrder=descending`, nil), 200)
 	if r.Body["totalResults"] != float64(1) {
 		t.Errorf("filter on the dirsyncd extension: %s", r.Raw)
+	}
+}
+
+// TestRolesAreReadOnly: roles and offices sent in a POST or PUT are
+// ignored (RFC 7643 readOnly): they never become grants nor stored
+// attributes; access comes from mapping and reconciliation only.
+func TestRolesAreReadOnly(t *testing.T) {
+	e := newEnv(t)
+	ext := map[string]any{"firmNumber": "3856", "roles": []any{map[string]any{"service": "ccms", "role": "admin"}}, "offices": []any{"0Q731M"}}
+	id := e.createUser("ro@example.org", map[string]any{"schemas": []string{URNUser, URNDirsyncd}, URNDirsyncd: ext})
+	e.must(e.do("PUT", "/Users/"+id, map[string]any{"schemas": []string{URNUser, URNDirsyncd}, "userName": "ro@example.org", URNDirsyncd: ext}), 200)
+	gs, err := e.st.ListGrants(context.Background(), store.GrantQuery{UserID: id})
+	u, err2 := e.st.GetUser(context.Background(), id)
+	if err != nil || err2 != nil || len(gs) != 0 || strings.Contains(string(u.Attrs), "roles") || strings.Contains(string(u.Attrs), "0Q731M") {
+		t.Errorf("client-sent roles kept: grants %v attrs %s (%v %v)", gs, u.Attrs, err, err2)
+	}
+	r := e.must(e.do("GET", "/Users/"+id, nil), 200)
+	if roles, _ := get(r.Body, URNDirsyncd, "roles").([]any); len(roles) != 0 || get(r.Body, URNDirsyncd, "firmNumber") != "3856" {
+		t.Errorf("GET after client-sent roles: %s", r.Raw)
 	}
 }
