@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -43,10 +44,18 @@ type Provider struct {
 }
 
 // New returns a provider; redirectURL is where the issuer sends browsers
-// back (…/ui/callback). client may be nil (http.DefaultClient).
+// back (…/ui/callback). client may be nil (a client with
+// DefaultHTTPTimeout).
+// DefaultHTTPTimeout bounds each request to the identity provider
+// (discovery, JWKS, token exchange) when New is given no client.
+const DefaultHTTPTimeout = 10 * time.Second
+
 func New(cfg config.OIDCConfig, redirectURL string, client *http.Client) *Provider {
 	if client == nil {
-		client = http.DefaultClient
+		// Not http.DefaultClient: it has no timeout, and an identity
+		// provider that hangs would hold sign-ins and bearer checks (JWKS
+		// fetches) until the browser gives up.
+		client = &http.Client{Timeout: DefaultHTTPTimeout}
 	}
 	return &Provider{cfg: cfg, redirect: redirectURL, client: client}
 }
