@@ -379,7 +379,14 @@ func (s *Scheduler) begin(ctx context.Context, name, trigger string) (*RunContex
 	id := s.o.NewID()
 	run := directory.Run{ID: id, Job: name, Trigger: trigger, Status: directory.RunRunning, StartedAt: s.o.Now().UTC()}
 	req, _ := ctx.Value(requesterKey{}).(requester)
-	err := s.o.Store.Update(ctx, audit.Meta{Actor: audit.ActorScheduler, RunID: id, RequestID: req.requestID}, func(ctx context.Context, tx store.Tx) error {
+	// A manual trigger is the requester's action: they are the actor of the
+	// run's creation and of its run.trigger event, so the audit log filtered
+	// by that person shows it; what the run itself does is the job's.
+	actor := audit.ActorScheduler
+	if req.by != "" {
+		actor = req.by
+	}
+	err := s.o.Store.Update(ctx, audit.Meta{Actor: actor, RunID: id, RequestID: req.requestID}, func(ctx context.Context, tx store.Tx) error {
 		if err := tx.CreateRun(ctx, &run); err != nil {
 			return err
 		}

@@ -236,12 +236,22 @@ func TestManualTrigger(t *testing.T) {
 		_ = st.Audit(ctx, store.AuditFilter{ObjectID: id}, func(e audit.Event) error { events = append(events, e); return nil })
 		var trig *audit.Event
 		for i, e := range events {
-			if e.Actor != audit.ActorScheduler || e.RunID != id || e.RequestID != "req-42" {
-				t.Errorf("event %+v", e)
+			if e.Actor != "admin:ops" || e.RunID != id || e.RequestID != "req-42" {
+				t.Errorf("the trigger's events are the requester's: %+v", e)
 			}
 			if e.Action == "run.trigger" {
 				trig = &events[i]
 			}
+		}
+		byActor := 0
+		_ = st.Audit(ctx, store.AuditFilter{Actor: "admin:ops"}, func(e audit.Event) error {
+			if e.Action == "run.trigger" && e.ObjectID == id {
+				byActor++
+			}
+			return nil
+		})
+		if byActor != 1 {
+			t.Fatalf("the audit log filtered by the requester shows %d run.trigger events, want 1", byActor)
 		}
 		if trig == nil || !strings.Contains(string(trig.After), `"by":"admin:ops"`) {
 			t.Fatalf("no run.trigger event naming the requester: %+v", events)
