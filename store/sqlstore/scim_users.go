@@ -28,25 +28,9 @@ func (r *reader) SCIMListUsers(ctx context.Context, q store.UserQuery) (store.Pa
 		return r.ListUsers(ctx, q)
 	}
 	var page store.Page[directory.User]
-	w := &where{d: r.s.d}
-	var conds []string
-	if !q.IncludeDeleted {
-		conds = append(conds, "u.deleted_at IS NULL")
-	}
-	if q.Filter != nil {
-		s, err := w.filter(q.Filter, userColumns, userPaths)
-		if err != nil {
-			return page, fmt.Errorf("store: list users: %w", err)
-		}
-		conds = append(conds, s)
-	}
-	order, err := orderBy(q.SortBy, q.SortDesc, userColumns, "u.id")
+	w, wh, order, err := r.userQuerySQL(q)
 	if err != nil {
 		return page, fmt.Errorf("store: list users: %w", err)
-	}
-	wh := ""
-	if len(conds) > 0 {
-		wh = " WHERE " + strings.Join(conds, " AND ")
 	}
 	offset := max(q.Offset, 0)
 	args := append(append([]any(nil), w.args...), sqlLimit(q.Limit), offset)

@@ -176,10 +176,10 @@ func sqlLimit(limit int) int64 {
 	return int64(limit)
 }
 
-// ListUsers runs a filtered, sorted, paged query in SQL.
-func (r *reader) ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error) {
-	var page store.Page[directory.User]
-	w := &where{d: r.s.d}
+// userQuerySQL translates q's filter and sort into a WHERE clause (with
+// its arguments in w.args) and an ORDER BY clause over users u.
+func (r *reader) userQuerySQL(q store.UserQuery) (w *where, wh, order string, err error) {
+	w = &where{d: r.s.d}
 	var conds []string
 	if !q.IncludeDeleted {
 		conds = append(conds, "u.deleted_at IS NULL")
@@ -187,17 +187,25 @@ func (r *reader) ListUsers(ctx context.Context, q store.UserQuery) (store.Page[d
 	if q.Filter != nil {
 		s, err := w.filter(q.Filter, userColumns, userPaths)
 		if err != nil {
-			return page, fmt.Errorf("store: list users: %w", err)
+			return nil, "", "", err
 		}
 		conds = append(conds, s)
 	}
-	order, err := orderBy(q.SortBy, q.SortDesc, userColumns, "u.id")
-	if err != nil {
-		return page, fmt.Errorf("store: list users: %w", err)
+	if order, err = orderBy(q.SortBy, q.SortDesc, userColumns, "u.id"); err != nil {
+		return nil, "", "", err
 	}
-	wh := ""
 	if len(conds) > 0 {
 		wh = " WHERE " + strings.Join(conds, " AND ")
+	}
+	return w, wh, order, nil
+}
+
+// ListUsers runs a filtered, sorted, paged query in SQL.
+func (r *reader) ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error) {
+	var page store.Page[directory.User]
+	w, wh, order, err := r.userQuerySQL(q)
+	if err != nil {
+		return page, fmt.Errorf("store: list users: %w", err)
 	}
 	if err := r.c.QueryRow(ctx, "SELECT count(*) FROM users u"+wh, w.args...).Scan(&page.Total); err != nil {
 		return page, fmt.Errorf("store: list users: count: %w", err)
