@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,12 +18,14 @@ import (
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/internal/testenv"
 	"github.com/dirsyncd/dirsyncd/mapping"
 	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/postgres"
 	"github.com/dirsyncd/dirsyncd/store/sqlite"
 )
 
-// benchCleanup removes the shared benchmark database (TestMain).
+// benchCleanup closes and removes the shared benchmark databases (TestMain).
 var benchCleanup = func() {}
 
 func TestMain(m *testing.M) {
@@ -30,23 +34,39 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// benchWorld builds the benchmark data set in a fresh SQLite store: users
-// (DIRSYNCD_BENCH_USERS, default 100,000) in 500 firms (450 providers, 50
-// chambers, 3 offices each), each with a SCIM link and a firm membership,
-// 2,000 groups (GNNNN; 100 nested in others), every user in 2 groups; then
-// one full reconcile creates the grants.
+// benchWorld builds the benchmark data set in a fresh SQLite store (see
+// benchWorldOn).
 func benchWorld(b *testing.B) (store.Store, *Reconciler, []string, map[string]string) {
 	b.Helper()
-	benchData.once.Do(func() { benchData.s, benchData.r, benchData.ids, benchData.groups = buildBenchWorld(b) })
-	if benchData.s == nil {
-		b.Fatal("building the data set failed")
-	}
-	return benchData.s, benchData.r, benchData.ids, benchData.groups
+	return benchWorldOn(b, "sqlite")
 }
 
-// benchData is built once per process and shared by the benchmarks (the
-// event benchmark leaves it converged, so the no-op one stays a no-op).
-var benchData struct {
+// benchWorldOn builds the benchmark data set in a fresh store of the given
+// backend ("sqlite": a temp file; "postgres": a fresh database of the test
+// cluster, testenv.Postgres): users (DIRSYNCD_BENCH_USERS, default 100,000)
+// in 500 firms (450 providers, 50 chambers, 3 offices each), each with a
+// SCIM link and a firm membership, 2,000 groups (GNNNN; 100 nested in
+// others), every user in 2 groups; then one full reconcile creates the
+// grants. Each backend's data set is built once per process and shared by
+// the benchmarks (the event benchmark leaves it converged, so the no-op one
+// stays a no-op).
+func benchWorldOn(b *testing.B, backend string) (store.Store, *Reconciler, []string, map[string]string) {
+	b.Helper()
+	benchMu.Lock()
+	w := benchData[backend]
+	if w == nil {
+		w = &benchSet{}
+		benchData[backend] = w
+	}
+	benchMu.Unlock()
+	w.once.Do(func() { w.s, w.r, w.ids, w.groups = buildBenchWorld(b, backend) })
+	if w.s == nil {
+		b.Fatal("building the data set failed")
+	}
+	return w.s, w.r, w.ids, w.groups
+}
+
+type benchSet struct {
 	once   sync.Once
 	s      store.Store
 	r      *Reconciler
@@ -54,7 +74,31 @@ var benchData struct {
 	groups map[string]string
 }
 
-func buildBenchWorld(b *testing.B) (store.Store, *Reconciler, []string, map[string]string) {
+var (
+	benchMu   sync.Mutex
+	benchData = map[string]*benchSet{}
+)
+
+// processTB is a testing.TB whose cleanups run when the test binary exits
+// (TestMain), not when the benchmark that asked first ends: the PostgreSQL
+// data set outlives the sub-benchmark (and its b.N rounds) that built it.
+type processTB struct{ testing.TB }
+
+func (processTB) Cleanup(f func()) {
+	prev := benchCleanup
+	benchCleanup = func() { f(); prev() }
+}
+
+// benchStores picks the backends of the backend-parametrised benchmarks:
+// DIRSYNCD_BENCH_STORES, comma-separated (sqlite, postgres); "" = both.
+func benchStores() []string {
+	if v := os.Getenv("DIRSYNCD_BENCH_STORES"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return []string{"sqlite", "postgres"}
+}
+
+func buildBenchWorld(b *testing.B, backend string) (store.Store, *Reconciler, []string, map[string]string) {
 	nUsers := 100_000
 	if v := os.Getenv("DIRSYNCD_BENCH_USERS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -64,22 +108,38 @@ func buildBenchWorld(b *testing.B) (store.Store, *Reconciler, []string, map[stri
 		nUsers = n
 	}
 	ctx := context.Background()
-	// DIRSYNCD_BENCH_DB=FILE keeps the data set in FILE, and reuses it when
-	// FILE exists (for iterating; recorded figures use a fresh data set).
-	path, keep := os.LookupEnv("DIRSYNCD_BENCH_DB")
-	if !keep {
-		dir, err := os.MkdirTemp("", "dirsyncd-reconcile-bench-")
+	var s store.Store
+	reuse := false
+	switch backend {
+	case "sqlite":
+		// DIRSYNCD_BENCH_DB=FILE keeps the data set in FILE, and reuses it when
+		// FILE exists (for iterating; recorded figures use a fresh data set).
+		path, keep := os.LookupEnv("DIRSYNCD_BENCH_DB")
+		if !keep {
+			dir, err := os.MkdirTemp("", "dirsyncd-reconcile-bench-")
+			if err != nil {
+				b.Fatal(err)
+			}
+			prev := benchCleanup
+			benchCleanup = func() { _ = os.RemoveAll(dir); prev() }
+			path = filepath.Join(dir, "bench.db")
+		}
+		_, statErr := os.Stat(path)
+		reuse = keep && statErr == nil
+		st, err := sqlite.Open(ctx, path, sqlite.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		benchCleanup = func() { _ = os.RemoveAll(dir) }
-		path = filepath.Join(dir, "bench.db")
-	}
-	_, statErr := os.Stat(path)
-	reuse := keep && statErr == nil
-	s, err := sqlite.Open(ctx, path, sqlite.Options{})
-	if err != nil {
-		b.Fatal(err)
+		s = st
+	case "postgres":
+		dsn := testenv.Postgres(processTB{b}) // dropped at exit, after the store is closed
+		st, err := postgres.Open(ctx, dsn, postgres.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s = st
+	default:
+		b.Fatalf("unknown benchmark store %q", backend)
 	}
 	prev := benchCleanup
 	benchCleanup = func() { _ = s.Close(); prev() }
@@ -258,14 +318,36 @@ func peakHeap(stop <-chan struct{}) <-chan uint64 {
 }
 
 // BenchmarkFullReconcileNoop: a full reconcile with nothing to change over
-// the data set; it must write nothing. Reports peak heap in MB.
+// the data set, on each backend (sub-benchmarks sqlite and postgres,
+// DIRSYNCD_BENCH_STORES); it must write nothing. Reports peak heap in MB and
+// the CPU seconds of this process per op (on PostgreSQL the server's
+// processes do the reading, and are not counted).
 func BenchmarkFullReconcileNoop(b *testing.B) {
-	s, r, _, _ := benchWorld(b)
+	for _, backend := range benchStores() {
+		b.Run(backend, func(b *testing.B) { benchFullNoop(b, backend) })
+	}
+}
+
+func benchFullNoop(b *testing.B, backend string) {
+	s, r, _, _ := benchWorldOn(b, backend)
 	ctx := context.Background()
 	n := countAudit(b, s)
 	runtime.GC()
 	stop := make(chan struct{})
 	peak := peakHeap(stop)
+	// DIRSYNCD_BENCH_CPUPROFILE=FILE profiles the timed runs only (go test
+	// -cpuprofile also covers building the data set).
+	if path := os.Getenv("DIRSYNCD_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path + "." + backend)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile() // idempotent: stopped before the audit count below
+	}
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	for range b.N {
@@ -278,9 +360,11 @@ func BenchmarkFullReconcileNoop(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	pprof.StopCPUProfile()
 	close(stop)
 	b.ReportMetric(float64(<-peak)/(1<<20), "peak-heap-MB")
-	b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 	if countAudit(b, s) != n {
 		b.Fatal("a no-op reconcile wrote audit events")
 	}

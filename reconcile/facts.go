@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
 
@@ -75,15 +76,49 @@ func loadWorld(ctx context.Context, s Store) (*world, error) {
 }
 
 // page is the user-keyed facts of one page of users of a full run, read in
-// bulk by id range (one query per kind of fact).
+// bulk by id range (one query per kind of fact). Every per-user slice is
+// indexed like users: links[i] are the links of users[i]. They are
+// full-capacity sub-slices of the rows read (no map, no copy per user), so
+// they must be read only.
 type page struct {
 	users       []directory.User
-	links       map[string][]directory.SourceLink
-	memberships map[string][]directory.FirmMembership
-	groups      map[string][]string // direct group ids
-	legacy      map[string][]directory.LegacyLogin
-	grants      map[string][]directory.Grant
+	links       [][]directory.SourceLink
+	memberships [][]directory.FirmMembership
+	groups      [][]string // direct group ids
+	legacy      [][]directory.LegacyLogin
+	grants      [][]directory.Grant
 	nGrants     int
+}
+
+// byUser splits rows into the rows of each user of users (both in user id
+// order, byte-wise, as the store returns them): out[i] holds the rows of
+// users[i]. Rows of a user not in users (one created inside the range after
+// the page was read) are left out, as a lookup by id would. Rows not in
+// order are sorted first (stable), so the result never depends on it.
+func byUser[T any](users []directory.User, rows []T, id func(*T) string) [][]T {
+	out := make([][]T, len(users))
+	for k := 1; k < len(rows); k++ {
+		if id(&rows[k]) < id(&rows[k-1]) {
+			slices.SortStableFunc(rows, func(a, b T) int { return strings.Compare(id(&a), id(&b)) })
+			break
+		}
+	}
+	j := 0
+	for lo := 0; lo < len(rows); {
+		uid := id(&rows[lo])
+		hi := lo + 1
+		for hi < len(rows) && id(&rows[hi]) == uid {
+			hi++
+		}
+		for j < len(users) && users[j].ID < uid {
+			j++
+		}
+		if j < len(users) && users[j].ID == uid {
+			out[j] = rows[lo:hi:hi]
+		}
+		lo = hi
+	}
+	return out
 }
 
 // loadPage reads the users after the given id (at most limit) and every fact
@@ -108,11 +143,10 @@ func loadPage(ctx context.Context, s Store, after string, limit int) (*page, err
 		if err != nil {
 			return of("links", err)
 		}
-		p.links = make(map[string][]directory.SourceLink, len(users))
-		for _, l := range links {
-			l.DN = "" // only source and liveness matter here
-			p.links[l.UserID] = append(p.links[l.UserID], l)
+		for i := range links {
+			links[i].DN = "" // only source and liveness matter here
 		}
+		p.links = byUser(users, links, func(l *directory.SourceLink) string { return l.UserID })
 		return nil
 	})
 	g.Go(func() error {
@@ -120,10 +154,7 @@ func loadPage(ctx context.Context, s Store, after string, limit int) (*page, err
 		if err != nil {
 			return of("firm memberships", err)
 		}
-		p.memberships = make(map[string][]directory.FirmMembership, len(users))
-		for _, m := range ms {
-			p.memberships[m.UserID] = append(p.memberships[m.UserID], m)
-		}
+		p.memberships = byUser(users, ms, func(m *directory.FirmMembership) string { return m.UserID })
 		return nil
 	})
 	g.Go(func() error {
@@ -131,9 +162,17 @@ func loadPage(ctx context.Context, s Store, after string, limit int) (*page, err
 		if err != nil {
 			return of("group memberships", err)
 		}
-		p.groups = make(map[string][]string, len(users))
-		for _, m := range gms {
-			p.groups[m.UserID] = append(p.groups[m.UserID], m.GroupID)
+		per := byUser(users, gms, func(m *store.GroupMembership) string { return m.UserID })
+		ids := make([]string, 0, len(gms)) // one backing array for every user's group ids
+		p.groups = make([][]string, len(users))
+		for i, ms := range per {
+			lo := len(ids)
+			for _, m := range ms {
+				ids = append(ids, m.GroupID)
+			}
+			if len(ids) > lo {
+				p.groups[i] = ids[lo:len(ids):len(ids)]
+			}
 		}
 		return nil
 	})
@@ -142,10 +181,7 @@ func loadPage(ctx context.Context, s Store, after string, limit int) (*page, err
 		if err != nil {
 			return of("legacy logins", err)
 		}
-		p.legacy = map[string][]directory.LegacyLogin{}
-		for _, l := range logins {
-			p.legacy[l.UserID] = append(p.legacy[l.UserID], l)
-		}
+		p.legacy = byUser(users, logins, func(l *directory.LegacyLogin) string { return l.UserID })
 		return nil
 	})
 	g.Go(func() error {
@@ -153,10 +189,7 @@ func loadPage(ctx context.Context, s Store, after string, limit int) (*page, err
 		if err != nil {
 			return of("grants", err)
 		}
-		p.grants = make(map[string][]directory.Grant, len(users))
-		for _, gr := range grants {
-			p.grants[gr.UserID] = append(p.grants[gr.UserID], gr)
-		}
+		p.grants = byUser(users, grants, func(g *directory.Grant) string { return g.UserID })
 		p.nGrants = len(grants)
 		return nil
 	})
@@ -166,11 +199,11 @@ func loadPage(ctx context.Context, s Store, after string, limit int) (*page, err
 	return p, nil
 }
 
-// facts assembles the facts of one user of the page.
-func (w *world) pageFacts(p *page, u directory.User) *mapping.Facts {
-	f := &mapping.Facts{User: u, Firms: w.firms, Offices: w.offices,
-		Links: p.links[u.ID], Memberships: p.memberships[u.ID], LegacyLogins: p.legacy[u.ID], Grants: p.grants[u.ID]}
-	f.Groups = w.groupFacts(p.groups[u.ID])
+// pageFacts assembles the facts of users[i] of the page.
+func (w *world) pageFacts(p *page, i int) *mapping.Facts {
+	f := &mapping.Facts{User: p.users[i], Firms: w.firms, Offices: w.offices,
+		Links: p.links[i], Memberships: p.memberships[i], LegacyLogins: p.legacy[i], Grants: p.grants[i]}
+	f.Groups = w.groupFacts(p.groups[i])
 	return f
 }
 

@@ -187,11 +187,11 @@ func (r *Reconciler) Full(ctx context.Context, o RunOptions) (*Report, error) {
 			eval := func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					u := p.users[i]
-					if skippable && len(p.groups[u.ID]) == 0 && len(p.legacy[u.ID]) == 0 && len(p.grants[u.ID]) == 0 {
+					if skippable && len(p.groups[i]) == 0 && len(p.legacy[i]) == 0 && len(p.grants[i]) == 0 {
 						continue // no rule can match and nothing is held: nothing to plan
 					}
-					res := r.engine.Evaluate(w.pageFacts(p, u))
-					changes[i], conflicts[i] = diffUser(u, res, p.grants[u.ID]), res.Conflicts
+					res := r.engine.Evaluate(w.pageFacts(p, i))
+					changes[i], conflicts[i] = diffUser(u, res, p.grants[i]), res.Conflicts
 				}
 			}
 			if r.workers == 1 {
