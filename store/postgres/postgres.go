@@ -61,6 +61,7 @@ var Dialect = &sqlstore.Dialect{
 	IsUnique:         func(err error) bool { return sqlState(err) == "23505" },
 	IsForeignKey:     func(err error) bool { return sqlState(err) == "23503" },
 	MaxRowsPerInsert: 1000,
+	WriteCTE:         true,
 }
 
 func sqlState(err error) string {

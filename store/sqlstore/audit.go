@@ -13,6 +13,10 @@ import (
 // flushEvery bounds the number of buffered audit events in a transaction.
 const flushEvery = 5000
 
+// smallFlush: up to this many events are written with the chain head in one
+// statement where the dialect allows it (Dialect.WriteCTE).
+const smallFlush = 20
+
 // record buffers an audit event for this transaction; it is sealed into the
 // chain and inserted before commit (flushAudit), in the same transaction.
 func (t *txn) record(ctx context.Context, action, objectType, objectID string, before, after json.RawMessage) error {
@@ -60,6 +64,29 @@ func (t *txn) flushAudit(ctx context.Context) error {
 	for i, e := range t.pending {
 		rows[i] = []any{e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
 			jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash}
+	}
+	if d.WriteCTE && len(rows) <= smallFlush {
+		// The events and the new head in one statement: one round trip
+		// instead of COPY's two and the UPDATE's one (an interactive write,
+		// e.g. a SCIM request or a first case access, writes one event).
+		var b strings.Builder
+		args := make([]any, 0, len(rows)*len(auditColList)+2)
+		b.WriteString("WITH ins AS (INSERT INTO audit_events (" + auditCols + ") VALUES ")
+		ph := placeholders(len(auditColList))
+		for i, r := range rows {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(ph)
+			args = append(args, r...)
+		}
+		b.WriteString(") UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
+		args = append(args, t.headSeq, t.headHash)
+		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
+		}
+		t.pending = t.pending[:0]
+		return nil
 	}
 	if err := t.bulkInsert(ctx, "audit_events", auditColList, rows, ""); err != nil {
 		return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))

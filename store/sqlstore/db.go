@@ -68,6 +68,9 @@ type Dialect struct {
 	IsForeignKey func(error) bool
 	// MaxRowsPerInsert bounds multi-row INSERT statements.
 	MaxRowsPerInsert int
+	// WriteCTE: the dialect runs an INSERT inside a WITH clause of another
+	// statement (PostgreSQL), so a small audit flush is one round trip.
+	WriteCTE bool
 }
 
 func (d *Dialect) rebind(q string) string {
