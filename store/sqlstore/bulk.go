@@ -26,6 +26,28 @@ func (r *reader) ListUsersAfter(ctx context.Context, afterID string, limit int) 
 	return us, nil
 }
 
+// bulkCap is the initial capacity of a range read's result (a page of
+// users has at least as many rows of most kinds).
+const bulkCap = 1024
+
+// jbuf scans a JSON (or NULL) column into a buffer reused from row to row:
+// for values only decoded (or used as a cache key) before the next row.
+type jbuf struct{ p *[]byte }
+
+func (s jbuf) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*s.p = (*s.p)[:0]
+	case []byte:
+		*s.p = append((*s.p)[:0], v...)
+	case string:
+		*s.p = append((*s.p)[:0], v...)
+	default:
+		return fmt.Errorf("sqlstore: cannot scan %T as JSON", src)
+	}
+	return nil
+}
+
 func checkRange(op string, rg store.UserRange) error {
 	if rg.From == "" || rg.To == "" || rg.From > rg.To {
 		return fmt.Errorf("store: %s: bad user range [%q, %q]", op, rg.From, rg.To)
@@ -45,13 +67,13 @@ func (r *reader) ListFirmMembershipsInRange(ctx context.Context, rg store.UserRa
 		return nil, fmt.Errorf("store: %s: %w", op, err)
 	}
 	defer rows.Close()
-	var out []directory.FirmMembership
+	out := make([]directory.FirmMembership, 0, bulkCap)
 	for rows.Next() {
-		var m directory.FirmMembership
+		out = append(out, directory.FirmMembership{}) // scanned in place: no copy, no escaping local per row
+		m := &out[len(out)-1]
 		if err := rows.Scan(&m.UserID, &m.FirmNumber, &m.Source); err != nil {
 			return nil, fmt.Errorf("store: %s: %w", op, err)
 		}
-		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, err)
@@ -72,13 +94,13 @@ func (r *reader) ListGroupMembershipsInRange(ctx context.Context, rg store.UserR
 		return nil, fmt.Errorf("store: %s: %w", op, err)
 	}
 	defer rows.Close()
-	var out []store.GroupMembership
+	out := make([]store.GroupMembership, 0, bulkCap)
 	for rows.Next() {
-		var m store.GroupMembership
+		out = append(out, store.GroupMembership{})
+		m := &out[len(out)-1]
 		if err := rows.Scan(&m.UserID, &m.GroupID); err != nil {
 			return nil, fmt.Errorf("store: %s: %w", op, err)
 		}
-		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, err)
@@ -93,11 +115,23 @@ func (r *reader) ListLinksInRange(ctx context.Context, rg store.UserRange) ([]di
 	if err := checkRange(op, rg); err != nil {
 		return nil, err
 	}
-	ls, err := r.queryLinks(ctx, "WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, source, link_key", rg.From, rg.To)
+	rows, err := r.c.Query(ctx, linkSelect+" WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, source, link_key", rg.From, rg.To)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, err)
 	}
-	return ls, nil
+	defer rows.Close()
+	out := make([]directory.SourceLink, 0, bulkCap)
+	for rows.Next() {
+		out = append(out, directory.SourceLink{}) // scanned in place (as queryLinks does, without a copy per row)
+		l := &out[len(out)-1]
+		if err := rows.Scan(&l.UserID, &l.Source, &l.Key, &l.DN, ntscan{&l.GoneAt}, tscan{&l.LastSeenAt}); err != nil {
+			return nil, fmt.Errorf("store: %s: %w", op, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return out, nil
 }
 
 // ListLegacyLoginsInRange returns the legacy logins linked to the users
@@ -130,11 +164,12 @@ func (r *reader) ListGrantsInRange(ctx context.Context, rg store.UserRange) ([]d
 	// distinct JSON text once and give every grant its own copy.
 	provs := map[string][]directory.Provenance{}
 	lists := map[string][]string{}
-	var out []directory.Grant
+	var offices, prov []byte // reused from row to row (jbuf)
+	out := make([]directory.Grant, 0, bulkCap)
 	for rows.Next() {
-		var g directory.Grant
-		var offices, prov []byte
-		if err := rows.Scan(&g.ID, &g.UserID, &g.FirmNumber, &g.Service, &g.Role, &g.AllOffices, jscan{&offices}, jscan{&prov},
+		out = append(out, directory.Grant{}) // scanned in place
+		g := &out[len(out)-1]
+		if err := rows.Scan(&g.ID, &g.UserID, &g.FirmNumber, &g.Service, &g.Role, &g.AllOffices, jbuf{&offices}, jbuf{&prov},
 			&g.Version, tscan{&g.CreatedAt}, tscan{&g.UpdatedAt}); err != nil {
 			return nil, fmt.Errorf("store: %s: %w", op, err)
 		}
@@ -158,7 +193,6 @@ func (r *reader) ListGrantsInRange(ctx context.Context, rg store.UserRange) ([]d
 			}
 			g.Provenance = slices.Clone(p)
 		}
-		out = append(out, g)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, err)

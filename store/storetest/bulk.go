@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -233,5 +234,53 @@ func testBulkReads(e *env) {
 	evs := e.events()
 	if seq, err := e.s.LastAuditSeq(e.ctx); err != nil || seq != evs[len(evs)-1].Seq {
 		t.Errorf("LastAuditSeq = %d, %v, want %d", seq, err, evs[len(evs)-1].Seq)
+	}
+
+	// Grants with and without office lists and with different provenances,
+	// one after the other: a range read returns each exactly as ListGrants
+	// does (no office list or provenance carried over from the row before,
+	// no shared slices).
+	e.mustUpdate(func(tx store.Tx) error {
+		for i, id := range ids[:3] {
+			for _, g := range []directory.Grant{
+				{UserID: id, FirmNumber: "F0", Service: "svc", Role: "c", Offices: []string{fmt.Sprintf("O%d", i), "OX"},
+					Provenance: []directory.Provenance{{Kind: directory.ProvManual, Ref: "ops", Detail: fmt.Sprint(i)}}},
+				{UserID: id, FirmNumber: "F0", Service: "svc", Role: "d", AllOffices: true,
+					Provenance: []directory.Provenance{{Kind: directory.ProvRule, Ref: "r2"}, {Kind: directory.ProvManual, Ref: "ops"}}},
+			} {
+				if err := tx.PutGrant(e.ctx, &g); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	all, err := e.s.ListGrantsInRange(e.ctx, store.UserRange{From: ids[0], To: ids[len(ids)-1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []directory.Grant
+	for _, id := range ids {
+		one, err := e.s.ListGrants(e.ctx, store.GrantQuery{UserID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, one...)
+	}
+	if len(all) != len(want) {
+		t.Fatalf("range read %d grants, ListGrants %d", len(all), len(want))
+	}
+	for i := range all {
+		if !reflect.DeepEqual(all[i], want[i]) {
+			t.Errorf("range grant %d = %+v, ListGrants %+v", i, all[i], want[i])
+		}
+	}
+	if len(all) > 2 && all[2].Offices != nil {
+		all[2].Offices[0] = "CHANGED" // must not show in another grant
+		for i, g := range all {
+			if i != 2 && slices.Contains(g.Offices, "CHANGED") {
+				t.Errorf("grant %d shares grant 2's office list", i)
+			}
+		}
 	}
 }
