@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
@@ -46,6 +47,36 @@ func (s jbuf) Scan(src any) error {
 		return fmt.Errorf("sqlstore: cannot scan %T as JSON", src)
 	}
 	return nil
+}
+
+// decodedProvenance keeps decoded provenance texts across range reads (a
+// full run reads the same few thousand texts on every page): decoding is a
+// pure function of the text, so the cache is shared by every store; its
+// values are never modified (each grant gets a clone) and it is emptied when
+// it reaches provCacheMax entries, which bounds its memory (a few MB).
+var decodedProvenance = &provCache{m: map[string][]directory.Provenance{}}
+
+const provCacheMax = 1 << 14
+
+type provCache struct {
+	mu sync.Mutex
+	m  map[string][]directory.Provenance
+}
+
+func (c *provCache) get(text []byte) ([]directory.Provenance, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.m[string(text)]
+	return p, ok
+}
+
+func (c *provCache) put(text string, p []directory.Provenance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= provCacheMax {
+		clear(c.m)
+	}
+	c.m[text] = p
 }
 
 func checkRange(op string, rg store.UserRange) error {
@@ -186,8 +217,11 @@ func (r *reader) ListGrantsInRange(ctx context.Context, rg store.UserRange) ([]d
 		if len(prov) > 0 {
 			p, ok := provs[string(prov)]
 			if !ok {
-				if err := json.Unmarshal(prov, &p); err != nil {
-					return nil, fmt.Errorf("store: %s: provenance of grant %s: %w", op, g.ID, err)
+				if p, ok = decodedProvenance.get(prov); !ok {
+					if err := json.Unmarshal(prov, &p); err != nil {
+						return nil, fmt.Errorf("store: %s: provenance of grant %s: %w", op, g.ID, err)
+					}
+					decodedProvenance.put(string(prov), p)
 				}
 				provs[string(prov)] = p
 			}
