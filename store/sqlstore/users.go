@@ -221,6 +221,35 @@ func (r *reader) ListUsers(ctx context.Context, q store.UserQuery) (store.Page[d
 	return page, nil
 }
 
+// parallelMin: bulk writes of at least this many users normalize and
+// encode on two goroutines (below it the goroutine costs more than it saves).
+const parallelMin = 256
+
+// normalizeUsers normalizes every user, in two halves at once for a bulk
+// write; on failure it returns the index of the first user that failed.
+func normalizeUsers(users []*directory.User) (int, error) {
+	errs := make([]error, len(users))
+	norm := func(us []*directory.User, off int) {
+		for i, u := range us {
+			errs[off+i] = normalizeUser(u)
+		}
+	}
+	if half := len(users) / 2; len(users) >= parallelMin {
+		done := make(chan struct{})
+		go func() { norm(users[half:], half); close(done) }()
+		norm(users[:half], 0)
+		<-done
+	} else {
+		norm(users, 0)
+	}
+	for i, err := range errs {
+		if err != nil {
+			return i, err
+		}
+	}
+	return 0, nil
+}
+
 // normalizeUser brings u to its stored form.
 func normalizeUser(u *directory.User) error {
 	attrs, err := canonicalJSON(u.Attrs)
@@ -464,11 +493,11 @@ func (t *txn) UpsertUsers(ctx context.Context, users []*directory.User) (created
 	if len(users) == 0 {
 		return 0, 0, nil
 	}
+	if i, err := normalizeUsers(users); err != nil {
+		return 0, 0, fmt.Errorf("store: %s: %q: %w", op, users[i].UserName, err)
+	}
 	var withID, names []string
 	for _, u := range users {
-		if err := normalizeUser(u); err != nil {
-			return 0, 0, fmt.Errorf("store: %s: %q: %w", op, u.UserName, err)
-		}
 		if u.ID != "" {
 			withID = append(withID, u.ID)
 		} else {
@@ -586,6 +615,27 @@ UNION ALL SELECT id, user_name_lc, email_lc FROM users WHERE deleted_at IS NULL 
 	if err := rows.Err(); err != nil {
 		return 0, 0, fmt.Errorf("store: %s: check uniqueness: %w", op, err)
 	}
+	// The audit documents are encoded on another goroutine while the rows
+	// are written (both only read the users): on 2 cores that takes JSON
+	// encoding off a bulk load's write path. Every return waits for it, so
+	// the caller never gets the users back while they are being read.
+	docs := make([][2]json.RawMessage, len(changes))
+	encoded := make(chan struct{})
+	encode := func() {
+		defer close(encoded)
+		for i, c := range changes {
+			if c.cur != nil {
+				docs[i][0] = audit.Marshal(c.cur)
+			}
+			docs[i][1] = audit.Marshal(c.u)
+		}
+	}
+	if len(changes) >= parallelMin {
+		go encode()
+	} else {
+		encode()
+	}
+	defer func() { <-encoded }()
 	// Batched writes: new users by COPY/INSERT, changed ones by upsert.
 	var updatedIDs []string
 	var written []*directory.User
@@ -619,13 +669,14 @@ UNION ALL SELECT id, user_name_lc, email_lc FROM users WHERE deleted_at IS NULL 
 	if err := t.insertEmails(ctx, written); err != nil {
 		return 0, 0, fmt.Errorf("store: %s: emails: %w", op, t.s.mapErr(err))
 	}
-	for _, c := range changes {
+	<-encoded
+	for i, c := range changes {
 		if c.cur == nil {
 			created++
-			err = t.record(ctx, "user.create", "user", c.u.ID, nil, audit.Marshal(c.u))
+			err = t.record(ctx, "user.create", "user", c.u.ID, nil, docs[i][1])
 		} else {
 			updated++
-			err = t.record(ctx, "user.update", "user", c.u.ID, audit.Marshal(c.cur), audit.Marshal(c.u))
+			err = t.record(ctx, "user.update", "user", c.u.ID, docs[i][0], docs[i][1])
 		}
 		if err != nil {
 			return 0, 0, err
