@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"sync"
 
@@ -98,6 +99,9 @@ func (r *RunContext) result(err error) directory.Run {
 		if err != nil {
 			run.Error += ": " + err.Error()
 		}
+	case errors.Is(err, ErrAborted):
+		run.Status = directory.RunAborted
+		run.Error = err.Error()
 	case err != nil:
 		run.Status = directory.RunFailed
 		run.Error = err.Error()

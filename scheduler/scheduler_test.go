@@ -462,3 +462,31 @@ func TestShutdownAbandonsRunIgnoringCancellation(t *testing.T) {
 		}
 	})
 }
+
+// TestJobSafetyAbort: a job that returns Aborted(err) is recorded
+// "aborted" with err's message, not "failed".
+func TestJobSafetyAbort(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store, clk *clock) {
+		ctx := context.Background()
+		funcs := map[string]JobFunc{
+			"abort": func(ctx context.Context, r *RunContext) error {
+				return Aborted(errors.New("snapshot suspiciously small: 2 of 100 firms"))
+			},
+			"fail": func(ctx context.Context, r *RunContext) error { return errors.New("boom") },
+		}
+		s := newSched(t, st, clk, "a", []Job{{Name: "a", Kind: "abort"}, {Name: "f", Kind: "fail"}}, funcs)
+		for job, want := range map[string]directory.RunStatus{"a": directory.RunAborted, "f": directory.RunFailed} {
+			run, err := s.Execute(ctx, job, TriggerManual)
+			if err != nil {
+				t.Fatalf("%s: %v", job, err)
+			}
+			if run.Status != want {
+				t.Errorf("%s: status %q, want %q (error %q)", job, run.Status, want, run.Error)
+			}
+			stored, gerr := st.GetRun(ctx, run.ID)
+			if gerr != nil || stored.Status != want {
+				t.Errorf("%s: stored %q %v, want %q", job, stored.Status, gerr, want)
+			}
+		}
+	})
+}

@@ -173,7 +173,7 @@ func (a *App) cwaJob() scheduler.JobFunc {
 				run.SetCount(k, v)
 			}
 		}
-		return err
+		return safetyAbort(err)
 	}
 }
 

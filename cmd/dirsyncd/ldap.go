@@ -73,7 +73,7 @@ func (a *App) ldapJob(full bool) scheduler.JobFunc {
 				run.Log.Info("incremental ran as full: " + res.Reason)
 			}
 		}
-		return err
+		return safetyAbort(err)
 	}
 }
 
