@@ -135,28 +135,7 @@ func TestLookupsUseIndexes(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	seed := storetest.BenchUsers("idx", 3000)
-	if err := s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
-		if _, _, err := tx.UpsertUsers(ctx, seed); err != nil {
-			return err
-		}
-		for i := 0; i < 30; i++ {
-			g := directory.Group{Source: "s", DisplayName: fmt.Sprint("g", i)}
-			if err := tx.CreateGroup(ctx, &g); err != nil {
-				return err
-			}
-			var ids []string
-			for _, u := range seed[i*100 : i*100+100] {
-				ids = append(ids, u.ID)
-			}
-			if err := tx.AddMembers(ctx, g.ID, ids); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.SeedIndexFixture(t, s)
 	if err := s.TestingExecRaw(ctx, "ANALYZE"); err != nil {
 		t.Fatal(err)
 	}
