@@ -121,6 +121,9 @@ func (r *run) loadGroups(ctx context.Context) error {
 			if g.Source != r.s.source {
 				continue
 			}
+			if cur, seen := r.groups[g.SourceKey]; seen && cur.DeletedAt == nil && g.DeletedAt != nil {
+				continue // a returned group's live record wins over its deleted one
+			}
 			r.groups[g.SourceKey] = g
 			if g.DeletedAt == nil {
 				r.groupNames[lower(g.DisplayName)] = g.SourceKey
@@ -199,10 +202,12 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 	}
 	for i, g := range groups {
 		st, ok := r.groups[g.key]
-		if ok && st.DeletedAt != nil {
-			items = append(items, r.item("failed", "group", st.ID, fmt.Sprintf("entry %s: group is deleted in dirsyncd", g.dn)))
-			r.res.Counts["failed"]++
-			continue
+		// A group dirsyncd deleted whose entry is back with the same stable
+		// id (an AD recycle-bin restore) is provisioned again as a new group;
+		// the deleted record keeps its history.
+		returned := ok && st.DeletedAt != nil
+		if returned {
+			ok = false
 		}
 		if other, taken := r.groupNames[lower(g.name)]; taken && other != g.key {
 			items = append(items, r.item("failed", "group", g.dn, fmt.Sprintf("entry %s: displayName %q is already used by group %s of this source", g.dn, g.name, other)))
@@ -221,7 +226,11 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 				gid[i] = ng.ID
 				return nil
 			})
-			items = append(items, r.item("created", "group", g.dn, fmt.Sprintf("entry %s: new group %s", g.dn, g.name)))
+			reason := fmt.Sprintf("entry %s: new group %s", g.dn, g.name)
+			if returned {
+				reason += fmt.Sprintf(" (the entry is back; group %s stays deleted with its history)", st.ID)
+			}
+			items = append(items, r.item("created", "group", g.dn, reason))
 			r.res.Counts["groups_created"]++
 		} else {
 			gid[i] = st.ID
