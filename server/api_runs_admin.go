@@ -28,7 +28,6 @@ func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no_plan", "this run has no stored plan (only held runs keep one)")
 		return
 	}
-	setNoStore(w)
 	writeJSON(w, http.StatusOK, HeldPlan{RunID: run.ID, Status: string(run.Status), PlanHash: run.PlanHash, Plan: run.Plan})
 }
 

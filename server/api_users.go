@@ -98,7 +98,6 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 		s.internal(w, r, "search users", err)
 		return
 	}
-	setNoStore(w)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -208,7 +207,6 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c *caller) {
 		d.Grants = slices.DeleteFunc(d.Grants, func(g directory.Grant) bool { return !c.firms[g.FirmNumber] })
 		d.Memberships = slices.DeleteFunc(d.Memberships, func(m directory.FirmMembership) bool { return !c.firms[m.FirmNumber] })
 	}
-	setNoStore(w)
 	writeJSON(w, http.StatusOK, d)
 }
 
