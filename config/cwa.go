@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"net/url"
 	"strings"
 	"time"
@@ -44,9 +45,13 @@ type CWAConfig struct {
 	MaxRetryAfter time.Duration `yaml:"maxRetryAfter"`
 	// Concurrency is how many per-firm / per-login requests run at once.
 	Concurrency int `yaml:"concurrency"`
-	// MinFraction: a snapshot with fewer firms or offices than this fraction
-	// of the last good snapshot aborts the run before anything is disabled.
-	MinFraction float64 `yaml:"minFraction"`
+	// MinFraction (the shrink guard): a snapshot with fewer firms or offices
+	// than this fraction of the last good snapshot aborts the run before
+	// anything is disabled. Omitted: DefaultCWAMinFraction (0.5). An
+	// explicit 0 switches the guard off (any snapshot, even an empty one, is
+	// applied); values outside 0..1 are refused. A pointer, so that an
+	// explicit 0 differs from "not set".
+	MinFraction *float64 `yaml:"minFraction"`
 	// MaxBodyBytes limits every response body.
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
 	// The schedule is a scheduler.jobs entry of kind cwa (like every job).
@@ -63,6 +68,15 @@ type CWAFakeConfig struct {
 	Enabled bool   `yaml:"enabled"`
 	Fixture string `yaml:"fixture"` // JSON fixture, e.g. configs/demo/cwa.json
 	Listen  string `yaml:"listen"`  // default 127.0.0.1:0 (any free port)
+}
+
+// ShrinkGuard returns MinFraction, or the default when it is not set; 0
+// means the shrink guard is off.
+func (c *CWAConfig) ShrinkGuard() float64 {
+	if c.MinFraction == nil {
+		return DefaultCWAMinFraction
+	}
+	return *c.MinFraction
 }
 
 // Enabled reports whether CWA sync is configured.
@@ -93,8 +107,9 @@ func (c *CWAConfig) defaults() {
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultCWAConcurrency
 	}
-	if c.MinFraction == 0 {
-		c.MinFraction = DefaultCWAMinFraction
+	if c.MinFraction == nil {
+		v := DefaultCWAMinFraction
+		c.MinFraction = &v
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultCWAMaxBodyBytes
@@ -135,8 +150,8 @@ func (c *CWAConfig) validate(p *Problems) {
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		p.Addf("cwa.concurrency", "must be between 1 and 256, not %d", c.Concurrency)
 	}
-	if c.MinFraction < 0 || c.MinFraction > 1 {
-		p.Addf("cwa.minFraction", "must be between 0 and 1, not %g", c.MinFraction)
+	if f := c.ShrinkGuard(); math.IsNaN(f) || f < 0 || f > 1 {
+		p.Addf("cwa.minFraction", "must be between 0 and 1 (0 switches the shrink guard off), not %g", f)
 	}
 	if c.MaxBodyBytes < 0 {
 		p.Addf("cwa.maxBodyBytes", "must not be negative")

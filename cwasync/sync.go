@@ -56,13 +56,17 @@ type Options struct {
 	// Concurrency bounds the per-firm and per-login requests (and e-mail
 	// look-ups) in flight; default 8.
 	Concurrency int
-	// MinFraction: a snapshot with fewer firms or offices than this
-	// fraction of the last good snapshot aborts the run (default 0.5;
-	// negative disables the check).
+	// MinFraction (the shrink guard): a snapshot with fewer firms or
+	// offices than this fraction of the last good snapshot aborts the run.
+	// 0 means the default 0.5; ShrinkGuardOff (any negative value)
+	// switches the check off (config: cwa.minFraction: 0).
 	MinFraction float64
 	Now         func() time.Time
 	Log         *zap.Logger
 }
+
+// ShrinkGuardOff as Options.MinFraction switches the shrink guard off.
+const ShrinkGuardOff = -1
 
 // Syncer pulls CWA into the store.
 type Syncer struct {
@@ -126,8 +130,54 @@ type fetchedLogin struct {
 
 // Sync runs one CWA sync: read everything, check it, compute the changes,
 // and (unless dryRun) apply them in one store transaction with actor "cwa"
-// and runID. Any read error aborts before anything is written.
+// and runID. Any read error aborts before anything is written; the run
+// then gets one item saying why (see abort) and the error is returned with
+// a report holding that item.
 func (s *Syncer) Sync(ctx context.Context, runID string, dryRun bool) (*Report, error) {
+	rep, err := s.sync(ctx, runID, dryRun)
+	if err != nil {
+		return s.abort(ctx, runID, dryRun, err)
+	}
+	return rep, nil
+}
+
+// ActionFailed and ObjRun: the run item of an aborted run (as ldapsync's):
+// action "failed" on object "run" (the run id), the reason saying why and
+// that nothing was changed.
+const (
+	ActionFailed = "failed"
+	ObjRun       = "run"
+)
+
+// abort records why the run stopped: one run item (in its own small
+// transaction, since the run's transaction was rolled back or never began;
+// run items are not audit events) unless it is a dry run or there is no
+// run. It returns a report with that item and err, joined with the error
+// of recording it, if any.
+func (s *Syncer) abort(ctx context.Context, runID string, dryRun bool, err error) (*Report, error) {
+	why := "run aborted, nothing was changed: "
+	if errors.Is(err, ErrSnapshotTooSmall) {
+		why = "run aborted by the shrink guard (cwa.minFraction), nothing was changed: "
+	}
+	it := directory.RunItem{RunID: runID, Action: ActionFailed, ObjectType: ObjRun, ObjectID: runID, Reason: why + err.Error()}
+	rep := &Report{DryRun: dryRun, Counts: map[string]int64{}, Items: []directory.RunItem{it}}
+	s.log.Error("cwa sync aborted: nothing changed", zap.String("run_id", runID), zap.Error(err))
+	if dryRun || runID == "" {
+		return rep, err
+	}
+	// Recorded even when the run's context has ended (timeout, shutdown).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	rerr := s.st.Update(rctx, audit.Meta{Actor: audit.ActorCWA, RunID: runID}, func(ctx context.Context, tx store.Tx) error {
+		return tx.AddRunItems(ctx, []directory.RunItem{it})
+	})
+	if rerr != nil {
+		return rep, errors.Join(err, fmt.Errorf("cwasync: record the abort in run %s: %w", runID, rerr))
+	}
+	return rep, err
+}
+
+func (s *Syncer) sync(ctx context.Context, runID string, dryRun bool) (*Report, error) {
 	log := s.log.With(zap.String("run_id", runID), zap.Bool("dry_run", dryRun))
 	start := s.o.Now()
 	took := map[string]time.Duration{}
@@ -226,6 +276,8 @@ func (s *Syncer) Sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 // the store holds enabled).
 func (s *Syncer) checkSize(ctx context.Context, snap *Snapshot) error {
 	if s.o.MinFraction < 0 {
+		s.log.Warn("cwa shrink guard is off (cwa.minFraction: 0): the snapshot is applied whatever its size",
+			zap.Int("firms", len(snap.Firms)), zap.Int("offices", len(snap.Offices)))
 		return nil
 	}
 	var last cursor

@@ -529,13 +529,14 @@ func TestSyncAbortsBeforeChanging(t *testing.T) {
 				e.t = t
 				e.fake.ClearFaults()
 				e.fake.Inject(tc.fault)
-				_, _, err := e.run(false)
+				rep, id, err := e.run(false)
 				if err == nil {
 					t.Fatal("sync succeeded through the fault")
 				}
 				if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 					t.Errorf("err %v, want %v", err, tc.wantErr)
 				}
+				checkAbortItem(t, e.items(id), rep, id, "run aborted, nothing was changed: "+err.Error())
 				if f := e.firm("5002"); !f.Enabled {
 					t.Error("firm disabled by a failed run")
 				}
@@ -555,6 +556,23 @@ func TestSyncAbortsBeforeChanging(t *testing.T) {
 			t.Error("firm 5002 not disabled once CWA answers")
 		}
 	})
+}
+
+// checkAbortItem: an aborted run's report is exactly one item, action
+// "failed" on the run, whose reason says why (and the report returned with
+// the error holds the same item).
+func checkAbortItem(t *testing.T, its []directory.RunItem, rep *cwasync.Report, runID, reason string) {
+	t.Helper()
+	if len(its) != 1 {
+		t.Fatalf("aborted run has %d items, want 1: %+v", len(its), its)
+	}
+	it := its[0]
+	if it.Action != cwasync.ActionFailed || it.ObjectType != cwasync.ObjRun || it.ObjectID != runID || it.Reason != reason {
+		t.Errorf("abort item %+v, want failed/run/%s %q", it, runID, reason)
+	}
+	if rep == nil || len(rep.Items) != 1 || rep.Items[0].Reason != reason {
+		t.Errorf("report returned with the error: %+v", rep)
+	}
 }
 
 func TestSyncRetriesTransientFaults(t *testing.T) {
@@ -581,9 +599,13 @@ func TestSyncSnapshotTooSmall(t *testing.T) {
 		keep := map[string]bool{"3856": true, "4001": true, "4002": true, "5001": true}
 		fx.Offices = slices.DeleteFunc(fx.Offices, func(o cwafake.OfficeRow) bool { return !keep[o.FirmNumber] })
 		e.fake.SetFixture(fx)
-		_, _, err := e.run(false)
+		rep, id, err := e.run(false)
 		if !errors.Is(err, cwasync.ErrSnapshotTooSmall) {
 			t.Fatalf("err %v, want ErrSnapshotTooSmall", err)
+		}
+		checkAbortItem(t, e.items(id), rep, id, "run aborted by the shrink guard (cwa.minFraction), nothing was changed: "+err.Error())
+		if !strings.Contains(err.Error(), "4 firms and 5 offices") {
+			t.Errorf("err %v does not give the sizes", err)
 		}
 		if f := e.firm("7001"); !f.Enabled {
 			t.Error("firm disabled by an aborted run")
@@ -599,7 +621,7 @@ func TestSyncSnapshotTooSmall(t *testing.T) {
 		// A lower configured fraction lets the smaller snapshot through.
 		e.fake.SetFixture(fx)
 		e.minFr = 0.3
-		rep, _ := e.mustRun()
+		rep, _ = e.mustRun()
 		if rep.Counts["firms_disabled"] != 6 {
 			t.Errorf("counts %v", rep.Counts)
 		}
@@ -607,6 +629,52 @@ func TestSyncSnapshotTooSmall(t *testing.T) {
 		c, err := e.st.GetCursor(context.Background(), cwasync.Source)
 		if err != nil || !strings.Contains(c, `"firms":4`) {
 			t.Errorf("cursor %q %v", c, err)
+		}
+	})
+}
+
+// TestSyncShrinkGuardOff: with the guard off (config cwa.minFraction: 0)
+// even an empty snapshot is applied: every firm disabled, every office
+// inactive, every login gone; the default guard refuses the same snapshot.
+func TestSyncShrinkGuardOff(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.mustRun()
+		e.fake.SetFixture(&cwafake.Fixture{})
+		if _, _, err := e.run(false); !errors.Is(err, cwasync.ErrSnapshotTooSmall) {
+			t.Fatalf("default guard: err %v, want ErrSnapshotTooSmall", err)
+		}
+		if f := e.firm("3856"); !f.Enabled {
+			t.Fatal("firm disabled by the refused run")
+		}
+		e.minFr = cwasync.ShrinkGuardOff
+		rep, id := e.mustRun()
+		if rep.Counts["firms_disabled"] != 10 || rep.Counts["offices_disabled"] != 11 || rep.Counts["gone"] != 5 {
+			t.Errorf("counts %v", rep.Counts)
+		}
+		if f := e.firm("3856"); f.Enabled {
+			t.Error("firm 3856 still enabled with the guard off")
+		}
+		if !findItem(e.items(id), cwasync.ActionDisabled, cwasync.ObjFirm, "3856", "missing from the CWA snapshot") {
+			t.Error("no disabled item for firm 3856")
+		}
+	})
+}
+
+// TestSyncDryRunAbortReport: a dry run that fails returns the abort item
+// in its report and writes nothing, not even the item.
+func TestSyncDryRunAbortReport(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.fake.Inject(cwafake.Fault{Kind: cwafake.FaultOutOfHours})
+		rep, id, err := e.run(true)
+		if !errors.Is(err, cwasync.ErrUnavailable) {
+			t.Fatalf("err %v", err)
+		}
+		if rep == nil || !rep.DryRun || len(rep.Items) != 1 || rep.Items[0].Action != cwasync.ActionFailed ||
+			!strings.Contains(rep.Items[0].Reason, "outside service hours") {
+			t.Errorf("dry-run abort report %+v", rep)
+		}
+		if its := e.items(id); len(its) != 0 {
+			t.Errorf("dry run wrote items %+v", its)
 		}
 	})
 }

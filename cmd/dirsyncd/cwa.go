@@ -160,7 +160,11 @@ func (a *App) cwaSync(ctx context.Context, runID string, dry bool) (*cwasync.Rep
 		return nil, err
 	}
 	defer stop()
-	s := cwasync.New(api, a.Store, cwasync.Options{Concurrency: c.Concurrency, MinFraction: c.MinFraction, Now: a.Now, Log: a.Logger})
+	minFraction := c.ShrinkGuard()
+	if minFraction == 0 { // cwa.minFraction: 0 switches the shrink guard off
+		minFraction = cwasync.ShrinkGuardOff
+	}
+	s := cwasync.New(api, a.Store, cwasync.Options{Concurrency: c.Concurrency, MinFraction: minFraction, Now: a.Now, Log: a.Logger})
 	return s.Sync(ctx, runID, dry)
 }
 

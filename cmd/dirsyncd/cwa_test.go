@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 	"github.com/dirsyncd/dirsyncd/store/sqlite"
 )
@@ -96,4 +99,65 @@ func openDB(t *testing.T, path string) store.Store {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// TestSyncCWAMinFractionZero: after a good sync, an empty CWA snapshot is
+// refused by the default shrink guard (run aborted, with a run item saying
+// why, nothing disabled); with cwa.minFraction: 0 the guard is off and the
+// same snapshot disables every firm.
+func TestSyncCWAMinFractionZero(t *testing.T) {
+	cfg, db := writeConfig(t, cwaDemo)
+	if r := run(t, "sync", "cwa", "--config", cfg); r.code != 0 {
+		t.Fatalf("first sync: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	doc, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty.json")
+	if err := os.WriteFile(empty, []byte(`{"offices": [], "users": []}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	guarded := strings.Replace(string(doc), "configs/demo/cwa.json", empty, 1)
+	if err := os.WriteFile(cfg, []byte(guarded), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "sync", "cwa", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stdout, "aborted") {
+		t.Fatalf("guarded empty snapshot: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	st := openDB(t, db)
+	ctx := context.Background()
+	runs, err := st.ListRuns(ctx, store.RunQuery{Job: "cwa", Limit: 5})
+	if err != nil || len(runs) != 2 {
+		t.Fatalf("runs %+v %v", runs, err)
+	}
+	var aborted directory.Run
+	for _, r := range runs {
+		if r.Status == directory.RunAborted {
+			aborted = r
+		}
+	}
+	its, err := st.ListRunItems(ctx, store.RunItemQuery{RunID: aborted.ID, Limit: 10})
+	if err != nil || len(its) != 1 || its[0].Action != "failed" || its[0].ObjectType != "run" ||
+		!strings.Contains(its[0].Reason, "shrink guard") || !strings.Contains(its[0].Reason, "0 firms and 0 offices") {
+		t.Fatalf("aborted run %s items %+v %v", aborted.ID, its, err)
+	}
+	if f, err := st.GetFirm(ctx, "3856"); err != nil || !f.Enabled {
+		t.Fatalf("firm 3856 after the refused run: %+v %v", f, err)
+	}
+	_ = st.Close()
+
+	off := strings.Replace(guarded, "  concurrency: 2\n", "  concurrency: 2\n  minFraction: 0\n", 1)
+	if err := os.WriteFile(cfg, []byte(off), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, "sync", "cwa", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "firms_disabled: 8") {
+		t.Fatalf("guard off: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	st = openDB(t, db)
+	if f, err := st.GetFirm(ctx, "3856"); err != nil || f.Enabled {
+		t.Errorf("firm 3856 with the guard off: %+v %v", f, err)
+	}
 }
