@@ -214,29 +214,8 @@ func (d *pgDB) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.R
 	return pgConn{d.pool}.QueryRow(ctx, sql, args...)
 }
 
-func (d *pgDB) Begin(ctx context.Context) (sqlstore.TxConn, error) {
-	tx, err := d.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return pgTx{pgConn{tx}, tx}, nil
-}
-
 func (d *pgDB) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }
 
 func (d *pgDB) Close() error { d.pool.Close(); return nil }
 
-type pgTx struct {
-	pgConn
-	tx pgx.Tx
-}
-
-func (t pgTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
-func (t pgTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
-
-// CopyFrom bulk-loads rows with COPY (sqlstore.Copier).
-func (t pgTx) CopyFrom(ctx context.Context, table string, cols []string, rows [][]any) (int64, error) {
-	return t.tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
-}
-
-var _ sqlstore.Copier = pgTx{}
+// Begin is in lazytx.go.

@@ -45,14 +45,26 @@ var auditColList = strings.Split(strings.ReplaceAll(auditCols, " ", ""), ",")
 // flushAudit chains the buffered events after the current head (locked for
 // the rest of the transaction) and inserts them.
 func (t *txn) flushAudit(ctx context.Context) error {
+	_, err := t.flush(ctx, false)
+	return err
+}
+
+// flushAndCommit flushes the buffered events and, when the last statement
+// can carry the COMMIT (ExecCommitter), commits with it: committed says
+// so; otherwise the caller commits.
+func (t *txn) flushAndCommit(ctx context.Context) (committed bool, err error) {
+	return t.flush(ctx, true)
+}
+
+func (t *txn) flush(ctx context.Context, commit bool) (committed bool, err error) {
 	if len(t.pending) == 0 {
-		return nil
+		return false, nil
 	}
 	d := t.s.d
 	if !t.headLoaded {
 		err := t.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&t.headSeq, &t.headHash)
 		if err != nil {
-			return fmt.Errorf("store: audit: lock chain head: %w", t.s.mapErr(err))
+			return false, fmt.Errorf("store: audit: lock chain head: %w", t.s.mapErr(err))
 		}
 		t.headLoaded = true
 	}
@@ -82,20 +94,27 @@ func (t *txn) flushAudit(ctx context.Context) error {
 		}
 		b.WriteString(") UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
 		args = append(args, t.headSeq, t.headHash)
+		if ec, ok := t.raw.(ExecCommitter); ok && commit {
+			if err := ec.ExecCommit(ctx, d.rebind(b.String()), args...); err != nil {
+				return false, fmt.Errorf("store: audit: write events and commit: %w", t.s.mapErr(err))
+			}
+			t.pending = t.pending[:0]
+			return true, nil
+		}
 		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
+			return false, fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
 		}
 		t.pending = t.pending[:0]
-		return nil
+		return false, nil
 	}
 	if err := t.bulkInsert(ctx, "audit_events", auditColList, rows, ""); err != nil {
-		return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
+		return false, fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
 	}
 	if _, err := t.c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.headSeq, t.headHash); err != nil {
-		return fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
+		return false, fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
 	}
 	t.pending = t.pending[:0]
-	return nil
+	return false, nil
 }
 
 func scanEvent(rows Rows) (audit.Event, error) {

@@ -206,6 +206,13 @@ type Copier interface {
 	CopyFrom(ctx context.Context, table string, cols []string, rows [][]any) (int64, error)
 }
 
+// ExecCommitter is implemented by transactions that can send their last
+// statement and COMMIT together (PostgreSQL: one pipeline, one round trip).
+// When the statement fails, COMMIT does not run and the caller rolls back.
+type ExecCommitter interface {
+	ExecCommit(ctx context.Context, query string, args ...any) error
+}
+
 // bulkInsert inserts rows into table: with COPY when the transaction
 // supports it, else with multi-row INSERT statements of at most
 // MaxRowsPerInsert rows. suffix (e.g. an ON CONFLICT clause) forces INSERT.

@@ -27,6 +27,7 @@ type Store struct {
 	now        func() time.Time
 	log        *zap.Logger
 	migrations fs.FS
+	batch      batcher // SCIM group commit (scim_batch.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -103,11 +104,14 @@ func (s *Store) Update(ctx context.Context, m audit.Meta, fn func(ctx context.Co
 	if err := fn(ctx, t); err != nil {
 		return err
 	}
-	if err := t.flushAudit(ctx); err != nil {
+	committed, err := t.flushAndCommit(ctx)
+	if err != nil {
 		return err
 	}
-	if err := c.Commit(ctx); err != nil {
-		return fmt.Errorf("store: commit: %w", s.mapErr(err))
+	if !committed {
+		if err := c.Commit(ctx); err != nil {
+			return fmt.Errorf("store: commit: %w", s.mapErr(err))
+		}
 	}
 	done = true
 	return nil

@@ -1,0 +1,197 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/internal/testenv"
+	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/sqlstore"
+)
+
+// roundTrips counts what goes to the server: each query outside a batch
+// and each batch (one pipeline) is one round trip once its statements are
+// prepared (the warm-up prepares them).
+type roundTrips struct {
+	mu      sync.Mutex
+	queries []string
+	batches [][]string
+	cur     []string
+}
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	r.queries = append(r.queries, d.SQL)
+	r.mu.Unlock()
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.mu.Lock()
+	r.cur = nil
+	r.mu.Unlock()
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.mu.Lock()
+	r.cur = append(r.cur, d.SQL)
+	r.mu.Unlock()
+}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {
+	r.mu.Lock()
+	r.batches = append(r.batches, r.cur)
+	r.mu.Unlock()
+}
+func (r *roundTrips) reset() {
+	r.mu.Lock()
+	r.queries, r.batches = nil, nil
+	r.mu.Unlock()
+}
+func (r *roundTrips) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queries) + len(r.batches)
+}
+
+func tracedStore(t *testing.T) (*sqlstore.Store, *roundTrips) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &roundTrips{}
+	cfg.ConnConfig.Tracer = rt
+	cfg.MaxConns = 1 // every transaction reuses the one connection
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sqlstore.New(&pgDB{pool: pool}, Dialect, Migrations(), sqlstore.Options{})
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s, rt
+}
+
+// TestLazyTxRoundTrips: BEGIN travels with the first statement and COMMIT
+// with the audit flush, so a transaction of one write and its audit event
+// is 3 round trips (was 5), and one of an audit event alone is 2.
+func TestLazyTxRoundTrips(t *testing.T) {
+	s, rt := tracedStore(t)
+	ctx := context.Background()
+	m := audit.Meta{Actor: "test"}
+	put := func(n string) error {
+		return s.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+			f := directory.Firm{Number: n, Name: "Firm " + n, Type: directory.FirmChambers}
+			return tx.PutFirm(ctx, &f)
+		})
+	}
+	record := func() error {
+		return s.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+			return tx.Record(ctx, "test.note", "note", "n1", nil, map[string]string{"k": "v"})
+		})
+	}
+	// warm up: prepare every statement once
+	if err := put("1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := record(); err != nil {
+		t.Fatal(err)
+	}
+	rt.reset()
+	if err := record(); err != nil {
+		t.Fatal(err)
+	}
+	if n := rt.count(); n != 2 {
+		t.Fatalf("audit-only transaction: %d round trips, want 2 (queries %q, batches %q)", n, rt.queries, rt.batches)
+	}
+	// how many statements PutFirm runs itself, counted on a plain pool read path
+	rt.reset()
+	if err := put("2"); err != nil {
+		t.Fatal(err)
+	}
+	stmts := 0
+	for _, b := range rt.batches {
+		stmts += len(b)
+	}
+	stmts += len(rt.queries)
+	// statements = BEGIN + firm statements + head lock + audit + COMMIT;
+	// round trips = statements - 2 (BEGIN and COMMIT ride along).
+	if n := rt.count(); n != stmts-2 {
+		t.Fatalf("one-write transaction: %d round trips for %d statements, want %d (queries %q, batches %q)", n, stmts, stmts-2, rt.queries, rt.batches)
+	}
+	if f, err := s.GetFirm(ctx, "2"); err != nil || f.Name != "Firm 2" {
+		t.Fatalf("firm after commit: %+v %v", f, err)
+	}
+	v, err := s.VerifyAudit(ctx)
+	if err != nil || !v.OK() || v.Checked != 4 {
+		t.Fatalf("VerifyAudit = %+v %v", v, err)
+	}
+}
+
+// TestLazyTxFailures: a failing first statement (it travelled with BEGIN)
+// and a failing audit flush (it travelled with COMMIT) leave nothing
+// written and the one pooled connection usable, outside any transaction.
+func TestLazyTxFailures(t *testing.T) {
+	s, _ := tracedStore(t)
+	ctx := context.Background()
+	m := audit.Meta{Actor: "test"}
+	u := directory.User{UserName: "alice", Email: "alice@example.org", Active: true}
+	if err := s.Update(ctx, m, func(ctx context.Context, tx store.Tx) error { return tx.CreateUser(ctx, &u) }); err != nil {
+		t.Fatal(err)
+	}
+	// the first statement fails: a duplicate userName
+	dup := directory.User{UserName: "ALICE", Email: "other@example.org", Active: true}
+	err := s.Update(ctx, m, func(ctx context.Context, tx store.Tx) error { return tx.CreateUser(ctx, &dup) })
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate user: %v, want ErrConflict", err)
+	}
+	// an empty transaction (nothing sent) commits as a no-op
+	if err := s.Update(ctx, m, func(context.Context, store.Tx) error { return nil }); err != nil {
+		t.Fatalf("empty transaction: %v", err)
+	}
+	// the audit statement, pipelined with COMMIT, fails: nothing commits
+	if err := s.TestingExecRaw(ctx, `CREATE FUNCTION lazy_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected audit failure'; END; $$;
+CREATE TRIGGER lazy_fail BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION lazy_fail();`); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+		f := directory.Firm{Number: "7", Name: "Seven", Type: directory.FirmChambers}
+		return tx.PutFirm(ctx, &f)
+	})
+	if err == nil {
+		t.Fatal("transaction with a failing audit write committed")
+	}
+	if err := s.TestingExecRaw(ctx, `DROP TRIGGER lazy_fail ON audit_events`); err != nil {
+		t.Fatal(err) // the connection is usable again
+	}
+	if _, err := s.GetFirm(ctx, "7"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("firm of the failed transaction: %v, want ErrNotFound", err)
+	}
+	c, err := s.DB().(*pgDB).pool.Acquire(ctx) // the pool's one connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := c.Conn().PgConn().TxStatus()
+	c.Release()
+	if st != 'I' {
+		t.Fatalf("pooled connection left in transaction status %q, want idle", st)
+	}
+	// and no transaction left its connection dirty (the pool would have
+	// destroyed it and opened another)
+	if n := s.DB().(*pgDB).pool.Stat().NewConnsCount(); n != 1 {
+		t.Fatalf("%d connections opened, want 1: a transaction left its connection unusable", n)
+	}
+	v, err := s.VerifyAudit(ctx)
+	if err != nil || !v.OK() || v.Checked != 1 {
+		t.Fatalf("VerifyAudit = %+v %v", v, err)
+	}
+}
