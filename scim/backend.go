@@ -65,3 +65,19 @@ func (r *RecordingEnqueuer) Reset() {
 	r.ids = nil
 	r.mu.Unlock()
 }
+
+// batchUpdater is Update that may commit concurrent SCIM writes together
+// (store/sqlstore/scim_batch.go: group commit on SQLite, each write in its
+// own savepoint and audited inside it). Without it, writes use Update.
+type batchUpdater interface {
+	SCIMUpdate(ctx context.Context, m audit.Meta, fn func(ctx context.Context, tx store.Tx) error) error
+}
+
+// update runs one SCIM write: atomically, audited as m, committed before it
+// returns.
+func (h *Handler) update(ctx context.Context, m audit.Meta, fn func(ctx context.Context, tx store.Tx) error) error {
+	if bu, ok := h.b.(batchUpdater); ok {
+		return bu.SCIMUpdate(ctx, m, fn)
+	}
+	return h.b.Update(ctx, m, fn)
+}

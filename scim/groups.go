@@ -147,7 +147,7 @@ func (o groupOps) create(ctx context.Context, m audit.Meta, st map[string]any) (
 	if err != nil {
 		return nil, 0, err
 	}
-	err = o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+	err = o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		if err := tx.CreateGroup(ctx, &g); err != nil {
 			return fmt.Errorf("scim: create group %q: %w", g.DisplayName, err)
 		}
@@ -170,7 +170,7 @@ func (o groupOps) create(ctx context.Context, m audit.Meta, st map[string]any) (
 
 func (o groupOps) replace(ctx context.Context, m audit.Meta, id string, st map[string]any, want int64) (map[string]any, int64, error) {
 	var affected []string
-	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := visibleGroup(ctx, tx.GetGroup, id)
 		if err != nil {
 			return err
@@ -248,7 +248,7 @@ type memberChange struct {
 
 func (o groupOps) patch(ctx context.Context, m audit.Meta, id string, ops []patchOp, want int64) (map[string]any, int64, error) {
 	var affected []string
-	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := visibleGroup(ctx, tx.GetGroup, id)
 		if err != nil {
 			return err
@@ -332,7 +332,7 @@ func (o groupOps) patch(ctx context.Context, m audit.Meta, id string, ops []patc
 
 func (o groupOps) delete(ctx context.Context, m audit.Meta, id string, want int64) error {
 	var members []string
-	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := visibleGroup(ctx, tx.GetGroup, id)
 		if err != nil {
 			return err

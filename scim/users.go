@@ -180,7 +180,7 @@ func (o userOps) create(ctx context.Context, m audit.Meta, st map[string]any) (m
 		return nil, 0, err
 	}
 	var res map[string]any
-	err = o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+	err = o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		if err := tx.CreateUser(ctx, &u); err != nil {
 			return fmt.Errorf("scim: create user %q: %w", u.UserName, err)
 		}
@@ -240,7 +240,7 @@ func (o userOps) write(ctx context.Context, tx store.Tx, m audit.Meta, prev, nex
 
 func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[string]any, want int64) (map[string]any, int64, error) {
 	var saved directory.User
-	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := lockForWrite(ctx, tx, id)
 		if err != nil {
 			return err
@@ -268,7 +268,7 @@ func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[st
 
 func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patchOp, want int64) (map[string]any, int64, error) {
 	var saved directory.User
-	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := lockForWrite(ctx, tx, id)
 		if err != nil {
 			return err
@@ -302,7 +302,7 @@ func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patch
 }
 
 func (o userOps) delete(ctx context.Context, m audit.Meta, id string, want int64) error {
-	err := o.h.b.Update(ctx, m, func(ctx context.Context, tx store.Tx) error {
+	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
 		prev, err := visibleUser(ctx, tx.GetUser, id)
 		if err != nil {
 			return err

@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/dirsyncd/dirsyncd/auth"
@@ -52,6 +53,7 @@ type opts struct {
 	cpuProfile, profilePhase                   string
 	users, groups, members, conc               int
 	duration                                   time.Duration
+	pgPool                                     *pgxpool.Pool // -store postgres: reads the backends' CPU (pgcpu.go)
 }
 
 func main() {
@@ -164,6 +166,7 @@ func run(ctx context.Context, o opts) error {
 	}
 	// Phase 2: mixed workload.
 	cpu0 := processCPU()
+	pg0 := o.pgCPU(ctx)
 	deadline := time.Now().Add(o.duration)
 	var mu sync.Mutex
 	inGroup := map[[2]int]bool{}
@@ -196,10 +199,19 @@ func run(ctx context.Context, o opts) error {
 	})
 	stopMixed()
 	cpuPerReq := float64((processCPU() - cpu0).Microseconds()) / 1000 / float64(max(len(mixed.lat), 1))
-	fmt.Printf("%s mixed (45%% userName GET, 15%% externalId GET, 20%% PUT, 20%% group PATCH) for %s: %s, %.3f ms CPU per request (this process)\n",
-		o.label, o.duration, mixed, cpuPerReq)
-	out, _ := json.Marshal(map[string]any{"label": o.label, "create_rps": create.rps(), "create_p50_ms": create.pct(50), "create_p99_ms": create.pct(99),
-		"mixed_rps": mixed.rps(), "mixed_p50_ms": mixed.pct(50), "mixed_p99_ms": mixed.pct(99), "mixed_requests": len(mixed.lat), "mixed_errors": mixed.errors, "mixed_cpu_ms_per_request": cpuPerReq})
+	pgPerReq := float64(pgDelta(pg0, o.pgCPU(ctx)).Microseconds()) / 1000 / float64(max(len(mixed.lat), 1))
+	pgNote := ""
+	if o.pgPool != nil {
+		pgNote = fmt.Sprintf(" + %.3f ms in the PostgreSQL backends", pgPerReq)
+	}
+	fmt.Printf("%s mixed (45%% userName GET, 15%% externalId GET, 20%% PUT, 20%% group PATCH) for %s: %s, %.3f ms CPU per request (this process)%s\n",
+		o.label, o.duration, mixed, cpuPerReq, pgNote)
+	res := map[string]any{"label": o.label, "create_rps": create.rps(), "create_p50_ms": create.pct(50), "create_p99_ms": create.pct(99),
+		"mixed_rps": mixed.rps(), "mixed_p50_ms": mixed.pct(50), "mixed_p99_ms": mixed.pct(99), "mixed_requests": len(mixed.lat), "mixed_errors": mixed.errors, "mixed_cpu_ms_per_request": cpuPerReq}
+	if o.pgPool != nil {
+		res["mixed_pg_cpu_ms_per_request"] = pgPerReq
+	}
+	out, _ := json.Marshal(res)
 	fmt.Println("RESULT " + string(out))
 	if mixed.errors > 0 {
 		return fmt.Errorf("%d mixed requests failed (first: %v)", mixed.errors, mixed.firstErr)
@@ -397,6 +409,11 @@ func serveInProcess(ctx context.Context, o *opts) (string, func(), error) {
 			return "", nil, errors.New("-dsn (or DIRSYNCD_BENCH_PG_DSN) is required with -store postgres")
 		}
 		st, err = postgres.Open(ctx, o.dsn, postgres.Options{MaxConns: int32(o.conc + 4)})
+		if err == nil {
+			if o.pgPool, err = pgxpool.New(ctx, o.dsn); err != nil {
+				err = fmt.Errorf("connect for backend CPU: %w", err)
+			}
+		}
 	default:
 		return "", nil, fmt.Errorf("unknown -store %q", o.storeKind)
 	}
@@ -426,6 +443,9 @@ func serveInProcess(ctx context.Context, o *opts) (string, func(), error) {
 	return base, func() {
 		_ = srv.Close()
 		_ = st.Close()
+		if o.pgPool != nil {
+			o.pgPool.Close()
+		}
 		if tmpDir != "" {
 			_ = os.RemoveAll(tmpDir)
 		}
