@@ -3,13 +3,16 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/caseaccess"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/internal/testenv"
 	"github.com/dirsyncd/dirsyncd/store"
@@ -192,6 +195,57 @@ CREATE TRIGGER lazy_fail BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNC
 	}
 	v, err := s.VerifyAudit(ctx)
 	if err != nil || !v.OK() || v.Checked != 1 {
+		t.Fatalf("VerifyAudit = %+v %v", v, err)
+	}
+}
+
+// TestFirstAccessRoundTrips: recording a first case access (the decision
+// endpoint's write) takes the audit head lock in its INSERT, so the write
+// is 2 round trips: [BEGIN + INSERT and head lock], [audit event + COMMIT].
+func TestFirstAccessRoundTrips(t *testing.T) {
+	s, rt := tracedStore(t)
+	ctx := context.Background()
+	m := audit.Meta{Actor: "test"}
+	cs := s.CaseAccess()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	ids := make([]string, 3)
+	for i := range ids {
+		u := directory.User{UserName: fmt.Sprintf("u%d", i), Email: fmt.Sprintf("u%d@example.org", i), Active: true}
+		if err := s.Update(ctx, m, func(ctx context.Context, tx store.Tx) error { return tx.CreateUser(ctx, &u) }); err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = u.ID
+	}
+	if err := cs.UpdateCases(ctx, m, func(ctx context.Context, tx caseaccess.Tx) error {
+		return tx.CreateCase(ctx, &caseaccess.Case{Ref: "C1", CreatedAt: now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	first := func(uid string) (bool, error) {
+		var ok bool
+		err := cs.UpdateCases(ctx, m, func(ctx context.Context, tx caseaccess.Tx) error {
+			var err error
+			ok, err = tx.InsertAccess(ctx, &caseaccess.Access{CaseRef: "C1", UserID: uid, FirstAt: now, ViaKind: caseaccess.ViaInvite, ViaID: "i1"})
+			return err
+		})
+		return ok, err
+	}
+	if ok, err := first(ids[0]); !ok || err != nil { // warm up: prepares the statements
+		t.Fatalf("first access: %v %v", ok, err)
+	}
+	rt.reset()
+	if ok, err := first(ids[1]); !ok || err != nil {
+		t.Fatalf("first access: %v %v", ok, err)
+	}
+	if n := rt.count(); n != 2 {
+		t.Fatalf("first access: %d round trips, want 2 (queries %q, batches %q)", n, rt.queries, rt.batches)
+	}
+	// a second first access of the same user writes nothing (and no event)
+	if ok, err := first(ids[1]); ok || err != nil {
+		t.Fatalf("repeated first access: %v %v, want false", ok, err)
+	}
+	v, err := s.VerifyAudit(ctx)
+	if err != nil || !v.OK() || v.Checked != 6 { // 3 users, 1 case, 2 first accesses
 		t.Fatalf("VerifyAudit = %+v %v", v, err)
 	}
 }

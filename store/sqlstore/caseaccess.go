@@ -679,14 +679,20 @@ func (c caseTx) RemoveDomainGrant(ctx context.Context, caseRef, id string) (case
 
 // InsertAccess records a first access in one statement; false (nothing
 // written) when the user already has a record.
+// On PostgreSQL the statement also locks the audit chain head
+// (execLockingHead), so a first access is 3 round trips: the decision's
+// facts read, [BEGIN + this], [audit event + COMMIT].
 func (c caseTx) InsertAccess(ctx context.Context, a *caseaccess.Access) (bool, error) {
-	n, err := c.exec(ctx, fmt.Sprintf("record first access of %q on %q", a.UserID, a.CaseRef), `INSERT INTO case_access
+	n, err := c.t.execLockingHead(ctx, `INSERT INTO case_access
 (case_ref, user_id, first_at, via_kind, via_id, via_detail, defendants, all_defendants, retained_at, grants)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_ref, user_id) DO NOTHING`,
 		a.CaseRef, a.UserID, c.t.s.d.Time(a.FirstAt), string(a.ViaKind), a.ViaID, a.ViaDetail, caList(a.Defendants), a.AllDefendants,
 		c.ntime(a.RetainedAt), caGrants(a.Grants))
-	if err != nil || n == 0 {
-		return false, err
+	if err != nil {
+		return false, fmt.Errorf("store: record first access of %q on %q: %w", a.UserID, a.CaseRef, c.t.s.mapErr(err))
+	}
+	if n == 0 {
+		return false, nil
 	}
 	return true, c.t.record(ctx, "case.access.first", "case_access", a.UserID, nil, audit.Marshal(a))
 }
