@@ -60,9 +60,10 @@ type batchResult struct {
 
 // batcher queues the SCIM writes that arrive while a batch runs.
 type batcher struct {
-	mu     sync.Mutex
-	active bool
-	queue  []*batchReq
+	mu      sync.Mutex
+	active  bool
+	queue   []*batchReq
+	commits int64 // batches committed (TestingSCIMBatches)
 }
 
 // SCIMUpdate is Update for the SCIM server's writes: on SQLite, concurrent
@@ -138,6 +139,10 @@ func (s *Store) leadBatch(first *batchReq) batchResult {
 	if fatal == nil && ok > 0 {
 		if err := c.Commit(context.WithoutCancel(first.ctx)); err != nil {
 			fatal = fmt.Errorf("store: commit: %w", s.mapErr(err))
+		} else {
+			s.batch.mu.Lock()
+			s.batch.commits++
+			s.batch.mu.Unlock()
 		}
 	} else if c != nil {
 		_ = c.Rollback(context.WithoutCancel(first.ctx))
@@ -205,4 +210,14 @@ func callFn(ctx context.Context, t *txn, fn func(ctx context.Context, tx store.T
 		}
 	}()
 	return batchResult{err: fn(ctx, t)}
+}
+
+// TestingSCIMBatches tells how many SCIMUpdate calls wait behind a running
+// batch and how many batches have committed (conformance suite only: a
+// test holds a batch open until the writes it races have queued, without
+// sleeping, and checks that they committed together).
+func (s *Store) TestingSCIMBatches() (queued int, committed int64) {
+	s.batch.mu.Lock()
+	defer s.batch.mu.Unlock()
+	return len(s.batch.queue), s.batch.commits
 }

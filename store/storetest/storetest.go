@@ -94,6 +94,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TamperDelete", testTamperDelete},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentSameUserName", testConcurrentSameUserName},
+		{"SCIMGroupCommit", testSCIMGroupCommit}, // scim.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
