@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"strings"
 	"time"
@@ -48,12 +49,29 @@ type LDAPSource struct {
 	// Correlate says how an entry without a link finds an existing user,
 	// tried in order after the stable-id link: "email", "userName".
 	Correlate []string `yaml:"correlate"`
-	// MinFullFraction aborts a full sync that returns fewer users than this
-	// fraction of the last successful full sync (default 0.5).
-	MinFullFraction float64 `yaml:"minFullFraction"`
+	// MinFullFraction (the shrink guard) aborts a full sync that returns
+	// fewer users or groups than this fraction of the last successful full
+	// sync. Omitted: 0.5. An explicit 0 switches the guard off (any complete
+	// read is applied, even an empty one: a deliberate choice, e.g. while
+	// moving a source to another base DN); values outside 0..1 are refused.
+	// A pointer, so that an explicit 0 differs from "not set" (as
+	// cwa.minFraction).
+	MinFullFraction *float64 `yaml:"minFullFraction"`
 	// Overlap re-reads entries changed this long before the high-water mark
 	// in incremental runs (default 5m).
 	Overlap time.Duration `yaml:"overlap"`
+}
+
+// DefaultLDAPMinFullFraction is the shrink guard of a source that sets none.
+const DefaultLDAPMinFullFraction = 0.5
+
+// ShrinkGuard returns MinFullFraction, or the default when it is not set;
+// 0 means the shrink guard is off.
+func (s *LDAPSource) ShrinkGuard() float64 {
+	if s.MinFullFraction == nil {
+		return DefaultLDAPMinFullFraction
+	}
+	return *s.MinFullFraction
 }
 
 // LDAPAttributeMap names the LDAP attribute for each user field.
@@ -123,8 +141,9 @@ func (s *LDAPSource) ApplyDefaults() {
 	if s.RunTimeout == 0 {
 		s.RunTimeout = 30 * time.Minute
 	}
-	if s.MinFullFraction == 0 {
-		s.MinFullFraction = 0.5
+	if s.MinFullFraction == nil {
+		v := DefaultLDAPMinFullFraction
+		s.MinFullFraction = &v
 	}
 	if s.Overlap == 0 {
 		s.Overlap = 5 * time.Minute
@@ -213,8 +232,8 @@ func (c *LDAPConfig) validate(p *Problems) {
 				p.Addf(fmt.Sprintf("%s.correlate[%d]", path, j), "want email or userName, got %q", c)
 			}
 		}
-		if s.MinFullFraction < 0 || s.MinFullFraction > 1 {
-			p.Addf(path+".minFullFraction", "want 0..1, got %v", s.MinFullFraction)
+		if f := s.ShrinkGuard(); math.IsNaN(f) || f < 0 || f > 1 {
+			p.Addf(path+".minFullFraction", "want 0..1 (0 switches the shrink guard off), got %v", f)
 		}
 		if s.Attributes.StableID == "" || s.Attributes.UserName == "" {
 			p.Addf(path+".attributes", "stableId and userName are required")

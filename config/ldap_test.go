@@ -29,7 +29,7 @@ func TestLDAPExampleSection(t *testing.T) {
 	}
 	ad, _ := c.LDAP.Source("corp-ad")
 	if ad.BindPassword.Value() != "ad-secret" || ad.Attributes.StableID != "objectGUID" || ad.Attributes.UserName != "sAMAccountName" ||
-		ad.PageSize != 1000 || ad.MinFullFraction != 0.5 || ad.GroupBaseDNs[0] != "OU=Staff,DC=corp,DC=example" ||
+		ad.PageSize != 1000 || ad.ShrinkGuard() != 0.5 || ad.GroupBaseDNs[0] != "OU=Staff,DC=corp,DC=example" ||
 		!strings.Contains(ad.UserFilter, "objectCategory=person") {
 		t.Fatalf("corp-ad defaults = %+v", ad)
 	}
@@ -38,7 +38,7 @@ func TestLDAPExampleSection(t *testing.T) {
 func TestLDAPValidateReportsEveryProblem(t *testing.T) {
 	c := LDAPConfig{Sources: []LDAPSource{
 		{Name: "a", URL: "http://x", Dialect: "novell", MemberAttribute: "members", BindDN: "cn=x", Correlate: []string{"phone"}},
-		{Name: "a", URL: "ldaps://x", StartTLS: true, UserBaseDNs: []string{"dc=x", "corp"}, MinFullFraction: 2, ClientCertFile: "c.pem"},
+		{Name: "a", URL: "ldaps://x", StartTLS: true, UserBaseDNs: []string{"dc=x", "corp"}, MinFullFraction: ptr(2.0), ClientCertFile: "c.pem"},
 	}}
 	c.defaults()
 	var p Problems
@@ -56,5 +56,41 @@ func TestLDAPValidateReportsEveryProblem(t *testing.T) {
 		if !strings.Contains(all, want) {
 			t.Errorf("missing problem %q in:\n%s", want, all)
 		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestLDAPMinFullFraction: omitted means 0.5, an explicit 0 switches the
+// shrink guard off, values outside 0..1 are refused with the key named.
+func TestLDAPMinFullFraction(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       float64
+		wantErr    string
+	}{
+		{"omitted", "", 0.5, ""},
+		{"explicit zero is off", "      minFullFraction: 0\n", 0, ""},
+		{"explicit", "      minFullFraction: 0.8\n", 0.8, ""},
+		{"negative", "      minFullFraction: -1\n", 0, "ldap.sources[0].minFullFraction: want 0..1 (0 switches the shrink guard off), got -1"},
+		{"above one", "      minFullFraction: 1.5\n", 0, "ldap.sources[0].minFullFraction: want 0..1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte("ldap:\n  sources:\n    - name: corp\n      url: ldap://127.0.0.1:389\n      userBaseDNs: [\"ou=people,dc=x\"]\n" + tc.yaml))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := c.LDAP.Source("corp")
+			if got := s.ShrinkGuard(); got != tc.want {
+				t.Errorf("ShrinkGuard() = %g, want %g", got, tc.want)
+			}
+		})
 	}
 }

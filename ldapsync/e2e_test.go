@@ -452,6 +452,17 @@ changetype: delete
 		t.Fatalf("2 of 5 users: %v", err)
 	}
 	e.assertNothingGone(5)
+	// minFullFraction: 0 switches the shrink guard off: the same complete
+	// read is applied and the 3 removed users' links are marked gone.
+	off := 0.0
+	e.src.MinFullFraction = &off
+	res, err = e.run(RunOptions{Full: true})
+	if err != nil || res.Status != directory.RunOK {
+		t.Fatalf("guard off: %v %s", err, res.Status)
+	}
+	if live, gone := e.links(); live != 2 || gone != 3 {
+		t.Fatalf("guard off: links live=%d gone=%d, want 2 and 3", live, gone)
+	}
 }
 
 func TestFaultPagingCut(t *testing.T) {

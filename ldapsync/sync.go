@@ -352,7 +352,7 @@ func (r *run) checkFraction(kind string, got, lastFull, live int64) error {
 	if base == 0 {
 		base = live
 	}
-	min := r.s.src.MinFullFraction
+	min := r.s.src.ShrinkGuard() // 0: the guard is off
 	if base > 0 && float64(got) < min*float64(base) {
 		return fmt.Errorf("ldapsync: full sync read %d %s, fewer than %.0f%% of the %d last time: %w",
 			got, kind, min*100, base, ErrUnsafe)
