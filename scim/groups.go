@@ -104,6 +104,16 @@ type missingUsers interface {
 	SCIMMissingUsers(ctx context.Context, ids []string) ([]string, error)
 }
 
+// groupMemberWriter is the store's PATCH path for members
+// (store/sqlstore/scim_groups.go): the group read and locked once, each
+// add or remove one statement, the member check only when an id is not
+// added.
+type groupMemberWriter interface {
+	SCIMLockGroup(ctx context.Context, id string) (directory.Group, error)
+	SCIMAddMembers(ctx context.Context, groupID string, userIDs []string) (missing []string, err error)
+	SCIMRemoveMembers(ctx context.Context, groupID string, userIDs []string) error
+}
+
 // checkUsers verifies that every id names a live user: O(len(ids)).
 func checkUsers(ctx context.Context, tx store.Tx, ids []string) error {
 	if mu, ok := tx.(missingUsers); ok {
@@ -249,7 +259,12 @@ type memberChange struct {
 func (o groupOps) patch(ctx context.Context, m audit.Meta, id string, ops []patchOp, want int64) (map[string]any, int64, error) {
 	var affected []string
 	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
-		prev, err := visibleGroup(ctx, tx.GetGroup, id)
+		gm, fast := tx.(groupMemberWriter)
+		get := tx.GetGroup
+		if fast {
+			get = gm.SCIMLockGroup
+		}
+		prev, err := visibleGroup(ctx, get, id)
 		if err != nil {
 			return err
 		}
@@ -301,15 +316,29 @@ func (o groupOps) patch(ctx context.Context, m audit.Meta, id string, ops []patc
 		for _, c := range changes {
 			switch c.op {
 			case "add":
-				if err := checkUsers(ctx, tx, c.ids); err != nil {
-					return err
-				}
-				if err := tx.AddMembers(ctx, id, c.ids); err != nil {
-					return fmt.Errorf("scim: add members to group %s: %w", id, err)
+				if fast {
+					missing, err := gm.SCIMAddMembers(ctx, id, c.ids)
+					if err != nil {
+						return fmt.Errorf("scim: add members to group %s: %w", id, err)
+					}
+					if len(missing) > 0 {
+						return badRequest(TypeInvalidValue, "member %q is not a user", missing[0])
+					}
+				} else {
+					if err := checkUsers(ctx, tx, c.ids); err != nil {
+						return err
+					}
+					if err := tx.AddMembers(ctx, id, c.ids); err != nil {
+						return fmt.Errorf("scim: add members to group %s: %w", id, err)
+					}
 				}
 				affected = append(affected, c.ids...)
 			case "remove":
-				if err := tx.RemoveMembers(ctx, id, c.ids); err != nil {
+				rm := tx.RemoveMembers
+				if fast {
+					rm = gm.SCIMRemoveMembers
+				}
+				if err := rm(ctx, id, c.ids); err != nil {
 					return fmt.Errorf("scim: remove members from group %s: %w", id, err)
 				}
 				affected = append(affected, c.ids...)

@@ -1,5 +1,14 @@
 package sqlstore
 
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+)
+
 // The SCIM server (package scim) lists only the groups SCIM clients
 // provisioned (source "scim:<client>"): LDAP and other sources' groups are
 // not SCIM resources. It narrows GET /Groups with a filter on the group's
@@ -9,4 +18,110 @@ package sqlstore
 // reach it.
 func init() {
 	groupColumns["source"] = column{expr: "g.source"}
+}
+
+// Member changes shaped for SCIM group PATCH (package scim uses them when
+// the store provides them, AddMembers and RemoveMembers otherwise): the
+// group is read and locked once, and adding or removing members is one
+// statement each, which on PostgreSQL also takes the audit chain head's
+// lock (the flush that follows then needs no round trip of its own). The
+// outcome and the audit events (one group.member.add or .remove per member
+// actually added or removed, in user id order) are AddMembers' and
+// RemoveMembers'.
+
+// SCIMLockGroup reads a group in this transaction for the member changes
+// that follow (FOR UPDATE on PostgreSQL), deleted or not, like GetGroup.
+func (t *txn) SCIMLockGroup(ctx context.Context, id string) (directory.Group, error) {
+	return t.lockGroup(ctx, fmt.Sprintf("get group %q", id), id)
+}
+
+// SCIMAddMembers adds the live users among userIDs that are not members
+// yet to a group the caller locked with SCIMLockGroup (and found live) in
+// this transaction. missing lists the ids that name no live user, in
+// order; when there are any, the caller must fail the transaction (the
+// live ones may have been added).
+func (t *txn) SCIMAddMembers(ctx context.Context, groupID string, userIDs []string) (missing []string, err error) {
+	op := fmt.Sprintf("add members to group %q", groupID)
+	ids := dedupe(userIDs)
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	in, arg := t.inOrEq("id", ids)
+	added, err := t.memberWrite(ctx, `INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
+		` AND deleted_at IS NULL ON CONFLICT DO NOTHING RETURNING user_id`, groupID, arg)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	if len(added) < len(ids) { // already members, or not live users
+		if missing, err = t.SCIMMissingUsers(ctx, ids); err != nil || len(missing) > 0 {
+			return missing, err
+		}
+	}
+	for _, u := range added {
+		if err := t.record(ctx, "group.member.add", "group", groupID, nil, audit.Marshal(memberRef{UserID: u})); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// SCIMRemoveMembers removes the members among userIDs from a group the
+// caller locked with SCIMLockGroup in this transaction; ids that are not
+// members are ignored.
+func (t *txn) SCIMRemoveMembers(ctx context.Context, groupID string, userIDs []string) error {
+	op := fmt.Sprintf("remove members from group %q", groupID)
+	ids := dedupe(userIDs)
+	if len(ids) == 0 {
+		return nil
+	}
+	in, arg := t.inOrEq("user_id", ids)
+	removed, err := t.memberWrite(ctx, `DELETE FROM group_members WHERE group_id = ? AND `+in+` RETURNING user_id`, groupID, arg)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	for _, u := range removed {
+		if err := t.record(ctx, "group.member.remove", "group", groupID, audit.Marshal(memberRef{UserID: u}), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// memberWrite runs an INSERT or DELETE ... RETURNING user_id and returns
+// the ids in order. Where the dialect runs writes inside WITH (PostgreSQL)
+// and the chain head is not locked yet, the same statement locks and reads
+// it (as execLockingHead does).
+func (t *txn) memberWrite(ctx context.Context, q string, args ...any) ([]string, error) {
+	if !t.s.d.WriteCTE || t.headLoaded {
+		ids, err := t.strings(ctx, q, args...)
+		sort.Strings(ids)
+		return ids, err
+	}
+	rows, err := t.c.Query(ctx, `WITH w AS (`+q+`)
+SELECT w.user_id, h.seq, h.hash FROM audit_head h LEFT JOIN w ON true WHERE h.id = 1 FOR UPDATE OF h`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	n := 0
+	for rows.Next() {
+		var id *string
+		if err := rows.Scan(&id, &t.headSeq, &t.headHash); err != nil {
+			return nil, err
+		}
+		n++
+		if id != nil {
+			ids = append(ids, *id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("audit chain head: %w", ErrNoRows)
+	}
+	t.headLoaded = true
+	sort.Strings(ids)
+	return ids, nil
 }

@@ -1,0 +1,124 @@
+package scim
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// TestGroupMemberFastPathMatches: the store's member PATCH path
+// (SCIMLockGroup, SCIMAddMembers, SCIMRemoveMembers: one statement per
+// change) and the generic one (GetGroup, member check, AddMembers,
+// RemoveMembers) answer alike, leave the same members and write the same
+// audit events, step by step on twin groups; an add naming a user that
+// does not exist is 400 invalidValue naming it and changes nothing, also
+// not the live members named beside it.
+func TestGroupMemberFastPathMatches(t *testing.T) { bothStores(t, testGroupMemberFastPathMatches) }
+
+func testGroupMemberFastPathMatches(t *testing.T, e *env) {
+	var u []string
+	for i := 0; i < 5; i++ {
+		u = append(u, e.createUser(fmt.Sprintf("mf%d@example.org", i), nil))
+	}
+	e.must(e.do("DELETE", "/Users/"+u[4], nil), 204) // a deleted user is no member either
+	plain, err := New(plainBackend{e.st}, testVerifier(t), Options{BaseURL: "https://dirsyncd.test/scim/v2", Now: func() time.Time { return e.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := httptest.NewServer(stripped(plain))
+	t.Cleanup(slow.Close)
+	fast := e.srv
+	groups := map[*httptest.Server]string{fast: e.createGroup("MF fast", u[0]), slow: e.createGroup("MF slow", u[0])}
+
+	add := func(ids ...string) map[string]any {
+		var vals []any
+		for _, id := range ids {
+			vals = append(vals, map[string]any{"value": id})
+		}
+		return patchBody(map[string]any{"op": "add", "path": "members", "value": vals})
+	}
+	remove := func(id string) map[string]any {
+		return patchBody(map[string]any{"op": "remove", "path": `members[value eq "` + id + `"]`})
+	}
+	steps := []struct {
+		name   string
+		body   map[string]any
+		status int
+	}{
+		{"add one", add(u[1]), 204},
+		{"add a member again", add(u[1]), 204},
+		{"add two, one a member", add(u[2], u[0], u[3]), 204},
+		{"add a live user and one that does not exist", add(u[0], "no-such-user", u[3]), 400},
+		{"add a deleted user beside a new one", add(u[4], u[3]), 400},
+		{"remove one", remove(u[1]), 204},
+		{"remove one that is no member", remove(u[1]), 204},
+		{"remove with a value array", patchBody(map[string]any{"op": "remove", "path": "members", "value": []any{map[string]any{"value": u[2]}, map[string]any{"value": u[0]}}}), 204},
+		{"add in two operations", patchBody(map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": u[1]}}},
+			map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": u[2]}}}), 204},
+		{"add then a bad one: nothing stays", patchBody(map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": u[0]}}},
+			map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": "nobody"}}}), 400},
+	}
+	for _, st := range steps {
+		var raws []string
+		for _, srv := range []*httptest.Server{fast, slow} {
+			e.srv = srv
+			r := e.do("PATCH", "/Groups/"+groups[srv], st.body)
+			if r.Status != st.status {
+				t.Fatalf("%s: status %d, want %d: %s", st.name, r.Status, st.status, r.Raw)
+			}
+			raws = append(raws, strings.ReplaceAll(string(r.Raw), groups[srv], "GROUP"))
+		}
+		if raws[0] != raws[1] {
+			t.Errorf("%s: fast answers %s, generic %s", st.name, raws[0], raws[1])
+		}
+		if st.status == 400 && !strings.Contains(raws[0], `"scimType":"invalidValue"`) {
+			t.Errorf("%s: %s, want invalidValue", st.name, raws[0])
+		}
+		a, b := membersAndEvents(t, e.st, groups[fast]), membersAndEvents(t, e.st, groups[slow])
+		if a != b {
+			t.Errorf("%s: fast path leaves\n %s\nthe generic one\n %s", st.name, a, b)
+		}
+	}
+	e.srv = fast
+	if got := membersAndEvents(t, e.st, groups[fast]); !strings.HasPrefix(got, fmt.Sprintf("members %v;", sortedIDs(u[1], u[2], u[3]))) {
+		t.Errorf("members at the end: %s, want %v", got, sortedIDs(u[1], u[2], u[3]))
+	}
+}
+
+func sortedIDs(ids ...string) []string {
+	out := append([]string(nil), ids...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// membersAndEvents describes a group's members and its audit events
+// (action and member) after its creation.
+func membersAndEvents(t *testing.T, st store.Store, groupID string) string {
+	t.Helper()
+	ids, err := st.ListGroupMembers(context.Background(), groupID, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []string
+	if err := st.Audit(context.Background(), store.AuditFilter{ObjectID: groupID}, func(ev audit.Event) error {
+		if ev.Action != "group.create" {
+			evs = append(evs, ev.Action+" "+string(ev.Before)+string(ev.After)+" by "+ev.Actor)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("members %v; events %v", ids, evs)
+}
