@@ -309,3 +309,32 @@ func TestClientMissingArray(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// TestClientEscapesPathSegments: a login or firm number with reserved
+// characters is escaped once on the wire (not twice, not split at "/").
+func TestClientEscapesPathSegments(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.EscapedPath())
+		mu.Unlock()
+		if strings.HasSuffix(r.URL.Path, "/provider-users") {
+			_, _ = w.Write([]byte(`{"users":[]}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"officeCodes":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, _ := newClient(t, srv.URL+"/api/v1", nil)
+	if _, err := c.UserOffices(context.Background(), "J SMITH/2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FirmUsers(context.Background(), "38 56"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/api/v1/provider-users/J%20SMITH%2F2/provider-offices", "/api/v1/provider-firms/38%2056/provider-users"}
+	if !slices.Equal(got, want) {
+		t.Errorf("paths on the wire %q, want %q", got, want)
+	}
+}

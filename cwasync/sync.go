@@ -477,11 +477,14 @@ type plan struct {
 	firms   []*directory.Firm
 	offices []*directory.Office
 	logins  []*directory.LegacyLogin
-	ops     []func(ctx context.Context, tx store.Tx) error // links
+	links   []directory.SourceLink                         // links to put
+	ops     []func(ctx context.Context, tx store.Tx) error // links to mark gone
 	report  Report
 }
 
-func (p *plan) writes() int { return len(p.firms) + len(p.offices) + len(p.logins) + len(p.ops) }
+func (p *plan) writes() int {
+	return len(p.firms) + len(p.offices) + len(p.logins) + len(p.links) + len(p.ops)
+}
 
 // BulkTx is implemented by transactions that can write many firms,
 // offices and legacy logins at once (the SQL store's); with another Tx the
@@ -490,6 +493,13 @@ type BulkTx interface {
 	PutFirms(ctx context.Context, fs []*directory.Firm) (int, error)
 	PutOffices(ctx context.Context, os []*directory.Office) (int, error)
 	PutLegacyLogins(ctx context.Context, ls []*directory.LegacyLogin) (int, error)
+}
+
+// BulkLinkTx is implemented by transactions that can write many source
+// links at once (the SQL store's); with another Tx the sync puts them one
+// by one.
+type BulkLinkTx interface {
+	PutLinks(ctx context.Context, ls []directory.SourceLink) (int, error)
 }
 
 // apply makes the planned writes in tx.
@@ -518,6 +528,17 @@ func (p *plan) apply(ctx context.Context, tx store.Tx) error {
 		for _, l := range p.logins {
 			if err := tx.PutLegacyLogin(ctx, l); err != nil {
 				return fmt.Errorf("cwasync: put legacy login %s: %w", l.Login, err)
+			}
+		}
+	}
+	if b, ok := tx.(BulkLinkTx); ok {
+		if _, err := b.PutLinks(ctx, p.links); err != nil {
+			return fmt.Errorf("cwasync: link logins: %w", err)
+		}
+	} else {
+		for _, l := range p.links {
+			if err := tx.PutLink(ctx, l); err != nil {
+				return fmt.Errorf("cwasync: link login %s: %w", l.Key, err)
 			}
 		}
 	}
@@ -658,14 +679,8 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 		if uid == "" || (exists && have.UserID == uid && have.GoneAt == nil) {
 			continue
 		}
-		l := directory.SourceLink{UserID: uid, Source: Source, Key: key, LastSeenAt: now}
 		p.item(ActionLinked, ObjLegacyLogin, key, "linked by e-mail "+logins[key].user.Email+" to user "+uid)
-		p.op(func(ctx context.Context, tx store.Tx) error {
-			if err := tx.PutLink(ctx, l); err != nil {
-				return fmt.Errorf("cwasync: link login %s: %w", l.Key, err)
-			}
-			return nil
-		})
+		p.links = append(p.links, directory.SourceLink{UserID: uid, Source: Source, Key: key, LastSeenAt: now})
 	}
 	for _, key := range sortedKeys(cur.links) {
 		have := cur.links[key]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
@@ -16,7 +17,8 @@ import (
 // the transaction has them, else the single puts). They are not part of
 // store.Tx. Semantics equal the single puts: unchanged rows are skipped,
 // versions bumped, one audit event (same action) per changed row; per chunk
-// of keys they cost one locked read and one multi-row upsert instead of two
+// of keys they cost one locked read, one bulk insert of the new rows (COPY
+// on PostgreSQL) and multi-row upserts of the changed ones, instead of two
 // statements per row. A key given twice is an error.
 
 // PutFirms creates or updates firms by number; it returns how many changed.
@@ -36,7 +38,7 @@ func (t *txn) PutFirms(ctx context.Context, fs []*directory.Firm) (int, error) {
 			f.Version, f.UpdatedAt = c.Version+1, t.s.nowUTC()
 			return true
 		},
-		`INSERT INTO firms (number, name, type, parent_number, enabled, version, updated_at) VALUES `, 7,
+		"firms", []string{"number", "name", "type", "parent_number", "enabled", "version", "updated_at"},
 		`ON CONFLICT (number) DO UPDATE SET name = excluded.name, type = excluded.type, parent_number = excluded.parent_number,
 enabled = excluded.enabled, version = excluded.version, updated_at = excluded.updated_at`,
 		func(f *directory.Firm) []any {
@@ -70,7 +72,7 @@ func (t *txn) PutOffices(ctx context.Context, os []*directory.Office) (int, erro
 			o.Version, o.UpdatedAt = c.Version+1, t.s.nowUTC()
 			return true
 		},
-		`INSERT INTO offices (code, firm_number, address, city, postcode, active, version, updated_at) VALUES `, 8,
+		"offices", []string{"code", "firm_number", "address", "city", "postcode", "active", "version", "updated_at"},
 		`ON CONFLICT (code) DO UPDATE SET firm_number = excluded.firm_number, address = excluded.address, city = excluded.city,
 postcode = excluded.postcode, active = excluded.active, version = excluded.version, updated_at = excluded.updated_at`,
 		func(o *directory.Office) []any {
@@ -107,7 +109,7 @@ func (t *txn) PutLegacyLogins(ctx context.Context, ls []*directory.LegacyLogin) 
 			l.Version, l.UpdatedAt = c.Version+1, t.s.nowUTC()
 			return true
 		},
-		`INSERT INTO legacy_logins (login, firm_number, email, email_lc, given_name, family_name, office_codes, user_id, version, updated_at) VALUES `, 10,
+		"legacy_logins", []string{"login", "firm_number", "email", "email_lc", "given_name", "family_name", "office_codes", "user_id", "version", "updated_at"},
 		`ON CONFLICT (login) DO UPDATE SET firm_number = excluded.firm_number, email = excluded.email, email_lc = excluded.email_lc,
 given_name = excluded.given_name, family_name = excluded.family_name, office_codes = excluded.office_codes,
 user_id = excluded.user_id, version = excluded.version, updated_at = excluded.updated_at`,
@@ -118,6 +120,85 @@ user_id = excluded.user_id, version = excluded.version, updated_at = excluded.up
 		"legacy_login.put", "legacy_login")
 }
 
+// PutLinks is the bulk form of PutLink (same semantics per link: created
+// or updated, last seen refreshed, gone cleared; one "link.put" event per
+// link that is new or changed): one locked read per source and chunk of
+// keys, new links written with bulkInsert (COPY on PostgreSQL), existing
+// ones updated one by one (re-links are rare). A key given twice is an
+// error.
+func (t *txn) PutLinks(ctx context.Context, ls []directory.SourceLink) (int, error) {
+	const op = "put links"
+	now := t.s.nowUTC()
+	bySource := map[string][]*directory.SourceLink{}
+	var sources []string
+	seen := make(map[[2]string]bool, len(ls))
+	for i := range ls {
+		l := &ls[i]
+		if l.Source == "" || l.Key == "" || l.UserID == "" {
+			return 0, fmt.Errorf("store: %s: %s/%q: source, key and user id are required", op, l.Source, l.Key)
+		}
+		k := [2]string{l.Source, l.Key}
+		if seen[k] {
+			return 0, fmt.Errorf("store: %s: %s/%q given twice", op, l.Source, l.Key)
+		}
+		seen[k] = true
+		if l.LastSeenAt.IsZero() {
+			l.LastSeenAt = now
+		}
+		l.LastSeenAt = l.LastSeenAt.UTC().Truncate(time.Microsecond)
+		l.GoneAt = nil
+		if _, ok := bySource[l.Source]; !ok {
+			sources = append(sources, l.Source)
+		}
+		bySource[l.Source] = append(bySource[l.Source], l)
+	}
+	d := t.s.d
+	n := 0
+	for _, src := range sources {
+		all := bySource[src]
+		for start := 0; start < len(all); start += loadChunk {
+			chunk := all[start:min(start+loadChunk, len(all))]
+			keys := make([]string, len(chunk))
+			for i, l := range chunk {
+				keys[i] = l.Key
+			}
+			in, arg := d.InList("link_key", keys)
+			cur, err := t.queryLinks(ctx, "WHERE source = ? AND "+in+t.forUpdate(), src, arg)
+			if err != nil {
+				return n, fmt.Errorf("store: %s: %w", op, err)
+			}
+			have := byKey(cur, func(l directory.SourceLink) string { return l.Key })
+			var fresh [][]any
+			for _, l := range chunk {
+				c, exists := have[l.Key]
+				if !exists {
+					fresh = append(fresh, []any{l.Source, l.Key, l.UserID, l.DN, nil, d.Time(l.LastSeenAt)})
+					if err := t.record(ctx, "link.put", "user", l.UserID, nil, audit.Marshal(l)); err != nil {
+						return n, err
+					}
+					n++
+					continue
+				}
+				if _, err := t.c.Exec(ctx, `UPDATE source_links SET user_id = ?, dn = ?, gone_at = NULL, last_seen_at = ? WHERE source = ? AND link_key = ?`,
+					l.UserID, l.DN, d.Time(l.LastSeenAt), l.Source, l.Key); err != nil {
+					return n, fmt.Errorf("store: %s: %s/%q: %w", op, l.Source, l.Key, t.s.mapErr(err))
+				}
+				if c.UserID == l.UserID && c.DN == l.DN && c.GoneAt == nil {
+					continue
+				}
+				if err := t.record(ctx, "link.put", "user", l.UserID, audit.Marshal(c), audit.Marshal(l)); err != nil {
+					return n, err
+				}
+				n++
+			}
+			if err := t.bulkInsert(ctx, "source_links", []string{"source", "link_key", "user_id", "dn", "gone_at", "last_seen_at"}, fresh, ""); err != nil {
+				return n, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+			}
+		}
+	}
+	return n, nil
+}
+
 func byKey[V any](vs []V, key func(V) string) map[string]V {
 	m := make(map[string]V, len(vs))
 	for _, v := range vs {
@@ -126,14 +207,22 @@ func byKey[V any](vs []V, key func(V) string) map[string]V {
 	return m
 }
 
+// loadChunk bounds the keys of one locked read of a bulk put (one array
+// argument on PostgreSQL, one JSON argument on SQLite).
+const loadChunk = 10000
+
 // bulkPut writes items in chunks: read the current rows of the chunk's
-// keys, let changed decide (and set Version/UpdatedAt), upsert the changed
-// ones in one statement, and record one event per changed row.
+// keys (locked), let changed decide (and set Version/UpdatedAt), write the
+// new rows with bulkInsert (COPY on PostgreSQL) and upsert the changed
+// existing ones in multi-row statements, and record one event per changed
+// row. A new row that another transaction inserts meanwhile makes the COPY
+// fail with a conflict: the whole transaction rolls back, nothing is half
+// written.
 func bulkPut[V any](ctx context.Context, t *txn, op string, items []*V,
 	key func(*V) string,
 	load func(ctx context.Context, keys []string) (map[string]V, error),
 	changed func(item *V, cur V, exists bool) bool,
-	insert string, cols int, onConflict string, args func(*V) []any,
+	table string, cols []string, onConflict string, args func(*V) []any,
 	action, objectType string,
 ) (int, error) {
 	seen := make(map[string]bool, len(items))
@@ -147,13 +236,9 @@ func bulkPut[V any](ctx context.Context, t *txn, op string, items []*V,
 		}
 		seen[k] = true
 	}
-	per := t.s.d.MaxRowsPerInsert
-	if max := 30000 / cols; per > max { // stay below the drivers' bind-parameter limits
-		per = max
-	}
 	n := 0
-	for start := 0; start < len(items); start += per {
-		chunk := items[start:min(start+per, len(items))]
+	for start := 0; start < len(items); start += loadChunk {
+		chunk := items[start:min(start+loadChunk, len(items))]
 		keys := make([]string, len(chunk))
 		for i, it := range chunk {
 			keys[i] = key(it)
@@ -162,40 +247,60 @@ func bulkPut[V any](ctx context.Context, t *txn, op string, items []*V,
 		if err != nil {
 			return n, fmt.Errorf("store: %s: %w", op, err)
 		}
-		var b strings.Builder
-		b.WriteString(insert)
-		var vals []any
-		var befores []json.RawMessage
-		var writes []*V
+		var fresh [][]any
+		var updates []*V
 		for _, it := range chunk {
 			c, exists := cur[key(it)]
 			if !changed(it, c, exists) {
 				continue
 			}
-			if len(writes) > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(placeholders(cols))
-			vals = append(vals, args(it)...)
 			var before json.RawMessage
 			if exists {
 				before = audit.Marshal(c)
+				updates = append(updates, it)
+			} else {
+				fresh = append(fresh, args(it))
 			}
-			befores, writes = append(befores, before), append(writes, it)
+			if err := t.record(ctx, action, objectType, key(it), before, audit.Marshal(it)); err != nil {
+				return n, err
+			}
+			n++
 		}
-		if len(writes) == 0 {
-			continue
+		if err := t.bulkInsert(ctx, table, cols, fresh, ""); err != nil {
+			return n, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+		}
+		if err := upsertRows(ctx, t, table, cols, onConflict, updates, args); err != nil {
+			return n, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+		}
+	}
+	return n, nil
+}
+
+// upsertRows writes existing rows with multi-row INSERT ... ON CONFLICT
+// statements, staying below the drivers' bind-parameter limits.
+func upsertRows[V any](ctx context.Context, t *txn, table string, cols []string, onConflict string, items []*V, args func(*V) []any) error {
+	per := t.s.d.MaxRowsPerInsert
+	if max := 30000 / len(cols); per > max {
+		per = max
+	}
+	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
+	ph := placeholders(len(cols))
+	for start := 0; start < len(items); start += per {
+		chunk := items[start:min(start+per, len(items))]
+		var b strings.Builder
+		b.WriteString(head)
+		vals := make([]any, 0, len(chunk)*len(cols))
+		for i, it := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(ph)
+			vals = append(vals, args(it)...)
 		}
 		b.WriteString(" " + onConflict)
 		if _, err := t.c.Exec(ctx, b.String(), vals...); err != nil {
-			return n, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+			return err
 		}
-		for i, it := range writes {
-			if err := t.record(ctx, action, objectType, key(it), befores[i], audit.Marshal(it)); err != nil {
-				return n, err
-			}
-		}
-		n += len(writes)
 	}
-	return n, nil
+	return nil
 }

@@ -81,6 +81,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"GroupFiltersAndChildren", testGroupFiltersAndChildren},
 		{"FirmsOffices", testFirmsOffices},
 		{"LegacyLogins", testLegacyLogins},
+		{"CWABulkPuts", testCWABulkPuts}, // cwa.go
 		{"Grants", testGrants},
 		{"BulkReads", testBulkReads},
 		{"Runs", testRuns},
