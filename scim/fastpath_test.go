@@ -40,6 +40,9 @@ func testStoreFastPathsAnswerAlike(t *testing.T, e *env) {
 	if _, ok := any(e.st).(extrasReader); !ok {
 		t.Fatal("the store does not offer SCIMUserExtras")
 	}
+	if _, ok := any(e.st).(pageExtrasLister); !ok {
+		t.Fatal("the store does not offer SCIMListUsersExtras")
+	}
 	var ids []string
 	for i := 0; i < 5; i++ {
 		extra := map[string]any{"displayName": fmt.Sprintf("FP %d", i)}
@@ -54,6 +57,13 @@ func testStoreFastPathsAnswerAlike(t *testing.T, e *env) {
 	}
 	grantFor(t, e.st, ids[0])
 	grantFor(t, e.st, ids[2])
+	// A second grant (all offices, ordered before the first) for ids[0].
+	if err := e.st.Update(context.Background(), audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		return tx.PutGrant(ctx, &directory.Grant{UserID: ids[0], FirmNumber: "3856", Service: "ccms", Role: "bill-preparation",
+			AllOffices: true, Provenance: []directory.Provenance{{Kind: directory.ProvManual, Ref: "test"}}})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	e.createGroup("FP one", ids[0], ids[1])
 	gone := e.createGroup("FP gone", ids[0])
 	e.createGroup("FP two", ids[0], ids[2])

@@ -122,3 +122,41 @@ func membersAndEvents(t *testing.T, st store.Store, groupID string) string {
 	}
 	return fmt.Sprintf("members %v; events %v", ids, evs)
 }
+
+// TestMemberAddBesideUserUpdate (PostgreSQL, where writers run in
+// parallel): adding a user to a group does not wait for a PUT or PATCH of
+// that user that holds the user's row: the SCIM update locks it FOR NO KEY
+// UPDATE, which the member row's foreign-key check (KEY SHARE) does not
+// conflict with. (With FOR UPDATE the add waited, and when it held the
+// audit chain head meanwhile, the two deadlocked.)
+func TestMemberAddBesideUserUpdate(t *testing.T) {
+	e := newEnvOn(t, kindPostgres)
+	uid := e.createUser("beside@example.org", nil)
+	gid := e.createGroup("Beside")
+	ctx := context.Background()
+	err := e.st.Update(ctx, audit.Meta{Actor: "scim:test"}, func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.(userLocker).SCIMLockUser(ctx, uid); err != nil {
+			return err
+		}
+		// Another transaction adds the locked user to a group meanwhile.
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return e.st.Update(actx, audit.Meta{Actor: "scim:other"}, func(ctx context.Context, tx store.Tx) error {
+			gm := tx.(groupMemberWriter)
+			if _, err := gm.SCIMLockGroup(ctx, gid); err != nil {
+				return err
+			}
+			missing, err := gm.SCIMAddMembers(ctx, gid, []string{uid})
+			if err == nil && len(missing) > 0 {
+				err = fmt.Errorf("missing %v", missing)
+			}
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatalf("member add beside a locked user: %v", err)
+	}
+	if ids, err := e.st.ListGroupMembers(ctx, gid, "", 10); err != nil || len(ids) != 1 || ids[0] != uid {
+		t.Fatalf("members %v %v, want %s", ids, err, uid)
+	}
+}

@@ -29,6 +29,12 @@ type extrasReader interface {
 	SCIMUserExtras(ctx context.Context, userIDs []string) (map[string][]directory.Grant, map[string][]directory.Group, error)
 }
 
+// pageExtrasLister is pageLister and extrasReader in one statement: the
+// page with each user's grants and groups (store/sqlstore/scim_users.go).
+type pageExtrasLister interface {
+	SCIMListUsersExtras(ctx context.Context, q store.UserQuery) (store.Page[directory.User], map[string][]directory.Grant, map[string][]directory.Group, error)
+}
+
 // pageLister is ListUsers that skips the count when the page tells the
 // total (store/sqlstore/scim_users.go).
 type pageLister interface {
@@ -46,11 +52,19 @@ func (o userOps) render(ctx context.Context, rd reader, u directory.User, p proj
 // renderAll renders users with their effective roles, offices and groups
 // when the projection returns them.
 func (o userOps) renderAll(ctx context.Context, rd reader, users []directory.User, p projection) ([]map[string]any, error) {
+	return o.renderWith(ctx, rd, users, p, nil, nil)
+}
+
+// renderWith is renderAll with the grants and groups already read when
+// grants is not nil.
+func (o userOps) renderWith(ctx context.Context, rd reader, users []directory.User, p projection,
+	grants map[string][]directory.Grant, groups map[string][]directory.Group) ([]map[string]any, error) {
 	withGrants := p.wants(URNDirsyncd, "roles") || p.wants(URNDirsyncd, "offices")
 	withGroups := p.wants("", "groups")
-	var grants map[string][]directory.Grant
-	var groups map[string][]directory.Group
-	if er, ok := rd.(extrasReader); ok && (withGrants || withGroups) && len(users) > 0 {
+	er, fast := rd.(extrasReader)
+	switch {
+	case grants != nil: // read with the page
+	case fast && (withGrants || withGroups) && len(users) > 0:
 		ids := make([]string, len(users))
 		for i, u := range users {
 			ids[i] = u.ID
@@ -59,7 +73,7 @@ func (o userOps) renderAll(ctx context.Context, rd reader, users []directory.Use
 		if grants, groups, err = er.SCIMUserExtras(ctx, ids); err != nil {
 			return nil, fmt.Errorf("scim: roles and groups of %d users: %w", len(ids), err)
 		}
-	} else {
+	default:
 		grants, groups = map[string][]directory.Grant{}, map[string][]directory.Group{}
 		for _, u := range users {
 			if withGrants {
@@ -122,6 +136,17 @@ func (o userOps) list(ctx context.Context, q listQuery, p projection) ([]map[str
 	uq := store.UserQuery{Filter: q.Filter, SortBy: q.SortBy, SortDesc: q.SortDesc, Offset: q.Offset, Limit: q.Limit}
 	var page store.Page[directory.User]
 	var err error
+	if pl, ok := o.h.b.(pageExtrasLister); ok && (p.wants(URNDirsyncd, "roles") || p.wants(URNDirsyncd, "offices") || p.wants("", "groups")) {
+		page, grants, groups, err := pl.SCIMListUsersExtras(ctx, uq)
+		if err != nil {
+			return nil, 0, fmt.Errorf("scim: list users: %w", err)
+		}
+		out, err := o.renderWith(ctx, o.h.b, page.Items, p, grants, groups)
+		if err != nil {
+			return nil, 0, err
+		}
+		return out, page.Total, nil
+	}
 	if pl, ok := o.h.b.(pageLister); ok {
 		page, err = pl.SCIMListUsers(ctx, uq)
 	} else {

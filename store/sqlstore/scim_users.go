@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -46,6 +47,121 @@ func (r *reader) SCIMListUsers(ctx context.Context, q store.UserQuery) (store.Pa
 		return page, fmt.Errorf("store: list users: count: %w", err)
 	}
 	return page, nil
+}
+
+// SCIMListUsersExtras is SCIMListUsers and SCIMUserExtras together in one
+// statement: the page of users with their e-mails, grants and groups (a
+// filtered lookup is then one round trip, where it was two). The grants
+// carry what the SCIM representation shows of them (user, firm, service,
+// role, all offices, offices; no provenance, version or times), in
+// SCIMUserExtras' order; groups only ID and DisplayName, by id. The page
+// is selected first and the grants and groups read for its users only.
+func (r *reader) SCIMListUsersExtras(ctx context.Context, q store.UserQuery) (store.Page[directory.User], map[string][]directory.Grant, map[string][]directory.Group, error) {
+	grants := map[string][]directory.Grant{}
+	groups := map[string][]directory.Group{}
+	if q.Limit == 0 {
+		page, err := r.ListUsers(ctx, q)
+		return page, grants, groups, err
+	}
+	var page store.Page[directory.User]
+	w, wh, order, err := r.userQuerySQL(q)
+	if err != nil {
+		return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+	}
+	offset := max(q.Offset, 0)
+	args := append(append([]any(nil), w.args...), sqlLimit(q.Limit), offset)
+	var gExpr, mExpr string
+	if r.s.d.Name == "postgres" {
+		gExpr = `(SELECT json_agg(json_build_array(gr.firm_number, gr.service, gr.role, gr.all_offices, gr.offices)
+ ORDER BY gr.firm_number, gr.service, gr.role, gr.id) FROM grants gr WHERE gr.user_id = p.id)`
+		mExpr = `(SELECT json_agg(json_build_array(g.id, g.display_name) ORDER BY g.id)
+ FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = p.id AND g.deleted_at IS NULL)`
+	} else {
+		gExpr = `(SELECT json_group_array(json_array(gr.firm_number, gr.service, gr.role, gr.all_offices, json(gr.offices))
+ ORDER BY gr.firm_number, gr.service, gr.role, gr.id) FROM grants gr WHERE gr.user_id = p.id)`
+		mExpr = `(SELECT json_group_array(json_array(g.id, g.display_name) ORDER BY g.id)
+ FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = p.id AND g.deleted_at IS NULL)`
+	}
+	rows, err := r.c.Query(ctx, `SELECT u.id, u.user_name, u.external_id, u.email, u.given_name, u.family_name, u.display_name,
+u.active, u.user_type, u.firm_number, u.usual_role, u.location, u.attrs, u.version, u.created_at, u.updated_at, u.deleted_at,
+COALESCE(e.idx, -1), COALESCE(e.value, ''), COALESCE(e.type, ''), COALESCE(e.is_primary, `+r.s.d.falseLiteral()+`), u.x_grants, u.x_groups
+FROM (SELECT p.*, `+gExpr+` AS x_grants, `+mExpr+` AS x_groups FROM (SELECT * FROM users u `+wh+order+` LIMIT ? OFFSET ?) p) u
+LEFT JOIN user_emails e ON e.user_id = u.id`+joinedOrder(order), args...)
+	if err != nil {
+		return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u directory.User
+		var idx int64
+		var e directory.Email
+		var xg, xm []byte
+		if err := rows.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
+			&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
+			tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt}, &idx, &e.Value, &e.Type, &e.Primary, jscan{&xg}, jscan{&xm}); err != nil {
+			return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+		}
+		if n := len(page.Items); n == 0 || page.Items[n-1].ID != u.ID {
+			page.Items = append(page.Items, u)
+			if err := decodeExtras(u.ID, xg, xm, grants, groups); err != nil {
+				return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+			}
+		}
+		if idx >= 0 {
+			last := &page.Items[len(page.Items)-1]
+			last.Emails = append(last.Emails, e)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+	}
+	if (q.Limit < 0 || len(page.Items) < q.Limit) && (offset == 0 || len(page.Items) > 0) {
+		page.Total = int64(offset + len(page.Items))
+		return page, grants, groups, nil
+	}
+	if err := r.c.QueryRow(ctx, "SELECT count(*) FROM users u"+wh, w.args...).Scan(&page.Total); err != nil {
+		return page, nil, nil, fmt.Errorf("store: list users: count: %w", err)
+	}
+	return page, grants, groups, nil
+}
+
+// decodeExtras decodes a user's grants ([[firm, service, role, all
+// offices, offices], ...]) and groups ([[id, displayName], ...]), JSON
+// arrays that are NULL or [] when there are none.
+func decodeExtras(userID string, xg, xm []byte, grants map[string][]directory.Grant, groups map[string][]directory.Group) error {
+	if len(xg) > 2 {
+		var rows [][5]json.RawMessage
+		if err := json.Unmarshal(xg, &rows); err != nil {
+			return fmt.Errorf("grants of user %s: %w", userID, err)
+		}
+		gs := make([]directory.Grant, len(rows))
+		for i, r := range rows {
+			g := &gs[i]
+			g.UserID = userID
+			g.AllOffices = string(r[3]) == "true" || string(r[3]) == "1"
+			if err := errors.Join(json.Unmarshal(r[0], &g.FirmNumber), json.Unmarshal(r[1], &g.Service), json.Unmarshal(r[2], &g.Role)); err != nil {
+				return fmt.Errorf("grants of user %s: %w", userID, err)
+			}
+			if string(r[4]) != "null" {
+				if err := unmarshalList(r[4], &g.Offices); err != nil {
+					return fmt.Errorf("grants of user %s: offices: %w", userID, err)
+				}
+			}
+		}
+		grants[userID] = gs
+	}
+	if len(xm) > 2 {
+		var rows [][2]string
+		if err := json.Unmarshal(xm, &rows); err != nil {
+			return fmt.Errorf("groups of user %s: %w", userID, err)
+		}
+		gs := make([]directory.Group, len(rows))
+		for i, r := range rows {
+			gs[i] = directory.Group{ID: r[0], DisplayName: r[1]}
+		}
+		groups[userID] = gs
+	}
+	return nil
 }
 
 // SCIMUserExtras returns, for each of userIDs, its grants (as ListGrants
@@ -143,10 +259,19 @@ func (r *reader) inOrEq(col string, vals []string) (string, any) {
 }
 
 // SCIMLockUser reads a user in this transaction for an update that
-// follows (FOR UPDATE on PostgreSQL), deleted or not, like GetUser.
+// follows, deleted or not, like GetUser. On PostgreSQL the row is locked
+// FOR NO KEY UPDATE, the lock the UPDATE itself takes: it excludes every
+// other update of the user, but not the KEY SHARE lock of a foreign-key
+// check (a group member or grant being added for the user meanwhile), so
+// that such a writer, which may hold the audit chain head, is never
+// waiting for this one.
 func (t *txn) SCIMLockUser(ctx context.Context, id string) (directory.User, error) {
 	op := fmt.Sprintf("get user %q", id)
-	us, err := t.queryUsersJoined(ctx, "WHERE u.id = ?"+t.forUpdate(), "", id)
+	lock := t.forUpdate()
+	if lock != "" && t.s.d.Name == "postgres" {
+		lock = " FOR NO KEY UPDATE"
+	}
+	us, err := t.queryUsersJoined(ctx, "WHERE u.id = ?"+lock, "", id)
 	if err != nil {
 		return directory.User{}, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
@@ -238,13 +363,27 @@ func (t *txn) SCIMUpdateUser(ctx context.Context, u *directory.User, cur directo
 	}
 	u.Version, u.UpdatedAt = cur.Version+1, t.s.nowUTC()
 	// The same statement as writeUserRow's.
-	if _, err := t.c.Exec(ctx, `UPDATE users SET user_name = ?, user_name_lc = ?, external_id = ?, email = ?, email_lc = ?,
+	upd := `UPDATE users SET user_name = ?, user_name_lc = ?, external_id = ?, email = ?, email_lc = ?,
 given_name = ?, family_name = ?, display_name = ?, display_name_lc = ?, active = ?, user_type = ?, firm_number = ?,
-usual_role = ?, location = ?, attrs = ?, version = ?, created_at = ?, updated_at = ?, deleted_at = ? WHERE id = ?`,
-		append(t.userArgs(nil, u)[1:], u.ID)...); err != nil {
+usual_role = ?, location = ?, attrs = ?, version = ?, created_at = ?, updated_at = ?, deleted_at = ? WHERE id = ?`
+	args := append(t.userArgs(nil, u)[1:], u.ID)
+	same := sameEmails(cur.Emails, u.Emails)
+	// When this UPDATE is the SCIM write's last statement (e-mails, link
+	// and grants untouched: same e-mails, same externalId, not deactivated)
+	// it also takes the audit chain head's lock on PostgreSQL, saving the
+	// flush a round trip; it waits for no row (the user is locked already),
+	// and nothing else is locked after the head.
+	if same && u.ExternalID == cur.ExternalID && (u.Active || !cur.Active) && t.s.d.WriteCTE && !t.headLoaded {
+		err := t.c.QueryRow(ctx, `WITH w AS (`+upd+`)
+SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`, args...).Scan(&t.headSeq, &t.headHash)
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+		}
+		t.headLoaded = true
+	} else if _, err := t.c.Exec(ctx, upd, args...); err != nil {
 		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
-	if !sameEmails(cur.Emails, u.Emails) {
+	if !same {
 		if _, err := t.c.Exec(ctx, `DELETE FROM user_emails WHERE user_id = ?`, u.ID); err != nil {
 			return fmt.Errorf("store: %s: emails: %w", op, t.s.mapErr(err))
 		}
