@@ -2,14 +2,17 @@ package cwasync_test
 
 import (
 	"context"
+	"net"
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/cwasync"
@@ -33,14 +36,12 @@ const (
 // (which must write nothing). scripts/bench-cwa.sh runs it.
 func BenchmarkSync(b *testing.B) {
 	fx := cwafake.Generate(cwafake.GenOptions{Firms: benchFirms, OfficesPerFirm: benchOffices, Logins: benchLogins})
-	h := cwafake.NewHandler(fx, apiKey)
-	srv := httptest.NewServer(h)
-	b.Cleanup(srv.Close)
+	url := benchFake(b, cwafake.NewHandler(fx, apiKey))
 	conc := 8 // cwa.concurrency default; BENCH_CWA_CONCURRENCY overrides
 	if v, err := strconv.Atoi(os.Getenv("BENCH_CWA_CONCURRENCY")); err == nil && v > 0 {
 		conc = v
 	}
-	api, err := cwasync.NewClient(cwasync.ClientOptions{BaseURL: srv.URL, APIKey: apiKey, MaxConns: conc})
+	api, err := cwasync.NewClient(cwasync.ClientOptions{BaseURL: url, APIKey: apiKey, MaxConns: conc})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,11 +57,13 @@ func BenchmarkSync(b *testing.B) {
 					seedUsers(b, st)
 					s := cwasync.New(api, st, cwasync.Options{Concurrency: conc})
 					runID := benchRun(b, st)
+					pg0 := pgCPU(b, be.name)
 					cpu0 := cpuTime()
 					b.StartTimer()
 					rep, err := s.Sync(context.Background(), runID, false)
 					b.StopTimer()
 					b.ReportMetric((cpuTime() - cpu0).Seconds(), "cpu-s")
+					reportPGCPU(b, pg0, pgCPU(b, be.name))
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -82,11 +85,13 @@ func BenchmarkSync(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
 					runID := benchRun(b, st)
+					pg0 := pgCPU(b, be.name)
 					cpu0 := cpuTime()
 					b.StartTimer()
 					rep, err := s.Sync(context.Background(), runID, false)
 					b.StopTimer()
 					b.ReportMetric((cpuTime() - cpu0).Seconds(), "cpu-s")
+					reportPGCPU(b, pg0, pgCPU(b, be.name))
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -99,6 +104,33 @@ func BenchmarkSync(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchFake serves h over loopback TCP for a benchmark and returns its
+// URL: with cwafake.ServeLean (a minimal HTTP/1.1 server: the fake runs in
+// the benchmark's process, and net/http's server costs about as much CPU
+// per request as the client being measured, CPU the real CWA spends on its
+// own machine), or with net/http's server when BENCH_CWA_FAKE=nethttp.
+func benchFake(b *testing.B, h *cwafake.Handler) string {
+	b.Helper()
+	if os.Getenv("BENCH_CWA_FAKE") == "nethttp" {
+		srv := httptest.NewServer(h)
+		b.Cleanup(srv.Close)
+		return srv.URL
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cwafake.ServeLean(ln, h) }()
+	b.Cleanup(func() {
+		_ = ln.Close()
+		if err := <-done; err != nil {
+			b.Errorf("fake: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 func seedUsers(b *testing.B, st store.Store) {
@@ -150,14 +182,75 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// pgCPU reads the CPU time (user + system, from /proc) of every client
+// backend of the test cluster, which scripts/test-env.sh runs on this
+// machine for this process alone; nil for other stores or when it cannot
+// be read (the pg-cpu-s figure is then omitted).
+func pgCPU(b *testing.B, store string) map[int]time.Duration {
+	b.Helper()
+	dsn := os.Getenv("DIRSYNCD_TEST_PG_DSN")
+	if store != "postgres" || dsn == "" {
+		return nil
+	}
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	out := map[int]time.Duration{}
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) != nil {
+			return nil
+		}
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		st := string(raw)
+		i := strings.LastIndexByte(st, ')')
+		f := strings.Fields(st[i+1:]) // f[0] is field 3 (state); utime, stime are fields 14, 15
+		if i < 0 || len(f) < 13 {
+			continue
+		}
+		ut, err1 := strconv.ParseInt(f[11], 10, 64)
+		stime, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 == nil && err2 == nil {
+			out[pid] = time.Duration(ut+stime) * time.Second / 100 // USER_HZ
+		}
+	}
+	if rows.Err() != nil {
+		return nil
+	}
+	return out
+}
+
+// reportPGCPU adds the PostgreSQL backends' CPU between two readings as
+// pg-cpu-s (a backend that started in between counts from zero).
+func reportPGCPU(b *testing.B, before, after map[int]time.Duration) {
+	if before == nil || after == nil {
+		return
+	}
+	var d time.Duration
+	for pid, t := range after {
+		d += t - before[pid]
+	}
+	b.ReportMetric(d.Seconds(), "pg-cpu-s")
+}
+
 // BenchmarkClientUserOffices measures one per-login request against the
 // in-process fake (client and server CPU), 8 in flight as in a sync: the
 // floor of the fetch phase, which makes one request per firm and per login.
 func BenchmarkClientUserOffices(b *testing.B) {
 	fx := cwafake.Generate(cwafake.GenOptions{Firms: 10, OfficesPerFirm: 3, Logins: 100})
-	srv := httptest.NewServer(cwafake.NewHandler(fx, apiKey))
-	b.Cleanup(srv.Close)
-	api, err := cwasync.NewClient(cwasync.ClientOptions{BaseURL: srv.URL, APIKey: apiKey, MaxConns: 8})
+	url := benchFake(b, cwafake.NewHandler(fx, apiKey))
+	api, err := cwasync.NewClient(cwasync.ClientOptions{BaseURL: url, APIKey: apiKey, MaxConns: 8})
 	if err != nil {
 		b.Fatal(err)
 	}
