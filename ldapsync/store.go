@@ -51,3 +51,10 @@ type writer interface {
 }
 
 var _ writer = store.Tx(nil)
+
+// bulkLinker is implemented by transactions that write many source links
+// at once (the SQL store's PutLinks: same semantics as PutLink per link);
+// with another writer the sync puts them one by one.
+type bulkLinker interface {
+	PutLinks(ctx context.Context, ls []directory.SourceLink) (int, error)
+}

@@ -520,10 +520,22 @@ func (r *run) createOp(creates []pendingCreate) op {
 		if _, _, err := w.UpsertUsers(ctx, users); err != nil {
 			return fmt.Errorf("ldapsync: create %d users: %w", len(users), err)
 		}
-		for _, c := range creates {
-			if err := w.PutLink(ctx, directory.SourceLink{UserID: c.u.ID, Source: src, Key: c.e.Key, DN: c.e.DN, LastSeenAt: now}); err != nil {
-				return fmt.Errorf("ldapsync: link %s: %w", c.e.DN, err)
+		links := make([]directory.SourceLink, len(creates))
+		for i, c := range creates {
+			links[i] = directory.SourceLink{UserID: c.u.ID, Source: src, Key: c.e.Key, DN: c.e.DN, LastSeenAt: now}
+		}
+		if b, ok := w.(bulkLinker); ok { // one locked read and one COPY per batch, not 2 statements per user
+			if _, err := b.PutLinks(ctx, links); err != nil {
+				return fmt.Errorf("ldapsync: link %d new users: %w", len(links), err)
 			}
+		} else {
+			for i, l := range links {
+				if err := w.PutLink(ctx, l); err != nil {
+					return fmt.Errorf("ldapsync: link %s: %w", creates[i].e.DN, err)
+				}
+			}
+		}
+		for _, c := range creates {
 			r.ids[c.idx] = c.u.ID
 			r.trackFields(c.u.ID, c.e.F)
 			if r.fetched {

@@ -91,7 +91,7 @@ func (t *lazyTx) Exec(ctx context.Context, q string, args ...any) (int64, error)
 	if err := t.check(); err != nil {
 		return 0, err
 	}
-	if len(args) == 0 || t.begun { // raw SQL may hold several commands: simple protocol, as pgConn does
+	if len(args) == 0 || t.begun || unprepared(args) { // raw SQL (several commands) and long lists run as pgConn runs them
 		if err := t.begin(ctx); err != nil {
 			return 0, err
 		}
@@ -115,7 +115,10 @@ func (t *lazyTx) Query(ctx context.Context, q string, args ...any) (sqlstore.Row
 	if err := t.check(); err != nil {
 		return nil, err
 	}
-	if t.begun {
+	if t.begun || unprepared(args) {
+		if err := t.begin(ctx); err != nil {
+			return nil, err
+		}
 		return pgConn{t.conn}.Query(ctx, q, args...)
 	}
 	br, err := t.batch(ctx, q, args)
@@ -134,7 +137,10 @@ func (t *lazyTx) QueryRow(ctx context.Context, q string, args ...any) sqlstore.R
 	if err := t.check(); err != nil {
 		return errRow{err}
 	}
-	if t.begun {
+	if t.begun || unprepared(args) {
+		if err := t.begin(ctx); err != nil {
+			return errRow{err}
+		}
 		return pgConn{t.conn}.QueryRow(ctx, q, args...)
 	}
 	br, err := t.batch(ctx, q, args)
@@ -148,6 +154,12 @@ func (t *lazyTx) QueryRow(ctx context.Context, q string, args ...any) sqlstore.R
 func (t *lazyTx) ExecCommit(ctx context.Context, q string, args ...any) error {
 	if err := t.check(); err != nil {
 		return err
+	}
+	if unprepared(args) { // a long list cannot ride in the pipeline: run it, then commit
+		if _, err := t.Exec(ctx, q, args...); err != nil {
+			return err
+		}
+		return t.Commit(ctx)
 	}
 	br, err := t.batch(ctx, q, args, "COMMIT")
 	if err != nil {

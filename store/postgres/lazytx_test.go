@@ -249,3 +249,44 @@ func TestFirstAccessRoundTrips(t *testing.T) {
 		t.Fatalf("VerifyAudit = %+v %v", v, err)
 	}
 }
+
+// TestLongListsRunUnprepared: a statement with a long list argument is not
+// kept as a prepared statement, so PostgreSQL cannot reuse a generic plan
+// made while the table was small (a sequential scan comparing each row
+// with the whole list: a first sync into an empty store went quadratic);
+// a short list is prepared and cached as usual.
+func TestLongListsRunUnprepared(t *testing.T) {
+	s, _ := tracedStore(t)
+	ctx := context.Background()
+	prepared := func(marker string) int {
+		var n int
+		if err := s.DB().QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%' || $1 || '%' AND statement NOT LIKE '%pg_prepared_statements%'`, marker).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	list := func(n int) []string {
+		l := make([]string, n)
+		for i := range l {
+			l[i] = fmt.Sprintf("u%d", i)
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		marker string
+		n      int
+		want   int
+	}{{"short_list", bigList - 1, 1}, {"long_list", bigList, 0}} {
+		q := `SELECT id AS ` + tc.marker + ` FROM users WHERE deleted_at IS NULL AND user_name_lc = ANY($1)`
+		for range 6 { // past the five executions after which PostgreSQL may settle on a generic plan
+			rows, err := s.DB().Query(ctx, q, list(tc.n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows.Close()
+		}
+		if got := prepared(tc.marker); got != tc.want {
+			t.Errorf("%s (%d elements): %d prepared statements, want %d", tc.marker, tc.n, got, tc.want)
+		}
+	}
+}

@@ -165,9 +165,39 @@ type pgQueryer interface {
 
 type pgConn struct{ q pgQueryer }
 
+// bigList is the length from which an array argument (a bulk read's
+// "col = ANY(?)" list) makes a statement run unprepared (planFor).
+const bigList = 64
+
+// planFor returns args, prefixed with QueryExecModeExec when one is a long
+// list. pgx caches prepared statements, and after five executions
+// PostgreSQL may keep a generic plan. For a bulk read by key list the
+// generic plan is chosen while the table is still small (a first sync into
+// an empty store): a sequential scan comparing every row with every list
+// element in turn, reused as the table grows: quadratic (a 100,000-user
+// LDAP first sync spent most of its time there). An unnamed statement is
+// planned for its values, so the list is a constant: an index scan, or a
+// hashed list, whatever the table's size. Planning such a statement costs
+// far less than the rows it reads.
+func planFor(args []any) []any {
+	for _, a := range args {
+		if l, ok := a.([]string); ok && len(l) >= bigList {
+			return append([]any{pgx.QueryExecModeExec}, args...)
+		}
+	}
+	return args
+}
+
+// unprepared says whether planFor would run the statement unprepared.
+func unprepared(args []any) bool {
+	return len(args) > 0 && len(planFor(args)) != len(args)
+}
+
 func (c pgConn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
 	if len(args) == 0 { // migrations and raw statements may hold several commands
 		args = []any{pgx.QueryExecModeSimpleProtocol}
+	} else {
+		args = planFor(args)
 	}
 	tag, err := c.q.Exec(ctx, sql, args...)
 	if err != nil {
@@ -177,7 +207,7 @@ func (c pgConn) Exec(ctx context.Context, sql string, args ...any) (int64, error
 }
 
 func (c pgConn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
-	rows, err := c.q.Query(ctx, sql, args...)
+	rows, err := c.q.Query(ctx, sql, planFor(args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +215,7 @@ func (c pgConn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Ro
 }
 
 func (c pgConn) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row {
-	return pgRow{c.q.QueryRow(ctx, sql, args...)}
+	return pgRow{c.q.QueryRow(ctx, sql, planFor(args)...)}
 }
 
 type pgRows struct{ pgx.Rows }
