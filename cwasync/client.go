@@ -220,11 +220,7 @@ func (c *Client) FirmUsers(ctx context.Context, firmNumber string) ([]ProviderUs
 // UserOffices returns the office codes a legacy login has access to, as
 // CWA returns them (not yet validated).
 func (c *Client) UserOffices(ctx context.Context, login string) ([]string, error) {
-	var v struct {
-		OfficeCodes *[]struct {
-			FirmOfficeCode string `json:"firmOfficeCode"`
-		} `json:"officeCodes"`
-	}
+	var v officeCodesBody
 	if err := c.getJSON(ctx, "/provider-users/"+url.PathEscape(login)+"/provider-offices", nil, &v); err != nil {
 		return nil, fmt.Errorf("cwasync: get offices of login %q: %w", login, err)
 	}
@@ -237,6 +233,95 @@ func (c *Client) UserOffices(ctx context.Context, login string) ([]string, error
 	}
 	return out, nil
 }
+
+// officeCodesBody is the body of GET /provider-users/{login}/provider-offices.
+type officeCodesBody struct {
+	OfficeCodes *[]officeCode `json:"officeCodes"`
+}
+
+type officeCode struct {
+	FirmOfficeCode string `json:"firmOfficeCode"`
+}
+
+// decodeFast parses the body's usual form, {"officeCodes":[{"firmOfficeCode":
+// "0Q731M"}, ...]} with plain ASCII strings and any JSON whitespace, without
+// reflection (a sync decodes one per login). Anything else (other or
+// repeated keys, escapes, nulls, bad JSON) returns false and is left to
+// encoding/json, so the result and the errors are encoding/json's.
+func (v *officeCodesBody) decodeFast(b []byte) bool {
+	p := jsonScan{b: b}
+	if !p.lit('{') || p.str() != "officeCodes" || !p.lit(':') || !p.lit('[') {
+		return false
+	}
+	codes := []officeCode{}
+	if !p.lit(']') {
+		for {
+			if !p.lit('{') || p.str() != "firmOfficeCode" || !p.lit(':') {
+				return false
+			}
+			code, ok := p.strOK()
+			if !ok || !p.lit('}') {
+				return false
+			}
+			codes = append(codes, officeCode{FirmOfficeCode: code})
+			if p.lit(']') {
+				break
+			}
+			if !p.lit(',') {
+				return false
+			}
+		}
+	}
+	if !p.lit('}') || !p.end() {
+		return false
+	}
+	v.OfficeCodes = &codes
+	return true
+}
+
+// jsonScan reads a strict subset of JSON: punctuation and strings of
+// printable ASCII without escapes, with JSON whitespace between tokens.
+type jsonScan struct {
+	b []byte
+	i int
+}
+
+func (p *jsonScan) ws() {
+	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\t' || p.b[p.i] == '\n' || p.b[p.i] == '\r') {
+		p.i++
+	}
+}
+
+func (p *jsonScan) lit(c byte) bool {
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *jsonScan) str() string { s, _ := p.strOK(); return s }
+
+func (p *jsonScan) strOK() (string, bool) {
+	if !p.lit('"') {
+		return "", false
+	}
+	start := p.i
+	for ; p.i < len(p.b); p.i++ {
+		switch c := p.b[p.i]; {
+		case c == '"':
+			s := string(p.b[start:p.i])
+			p.i++
+			return s, true
+		case c == '\\' || c < 0x20 || c > 0x7e:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+func (p *jsonScan) end() bool { p.ws(); return p.i == len(p.b) }
 
 // LoginByEmail looks a legacy login up by e-mail
 // (GET /provider-users/exists?userEmail=); ok is false when there is none.
@@ -415,7 +500,11 @@ func errorCode(body []byte) string {
 }
 
 // decodeStrict decodes exactly one JSON value (json.Unmarshal refuses
-// trailing data; it decodes from b without copying it first).
+// trailing data; it decodes from b without copying it first), through the
+// value's fast path when it has one and the body fits it.
 func decodeStrict(b []byte, v any) error {
+	if f, ok := v.(interface{ decodeFast([]byte) bool }); ok && f.decodeFast(b) {
+		return nil
+	}
 	return json.Unmarshal(b, v)
 }
