@@ -218,3 +218,43 @@ func testSCIMUpdateUserMatchesUpdateUser(t *testing.T, e *env) {
 		}
 	}
 }
+
+// TestWriteResponseMatchesGet: the response of a PUT or PATCH, rendered
+// from the grants and groups read with the locked user
+// (SCIMLockUserExtras), is the representation a GET returns right after,
+// also for a deactivation, whose response shows the grants it revoked gone.
+func TestWriteResponseMatchesGet(t *testing.T) { bothStores(t, testWriteResponseMatchesGet) }
+
+func testWriteResponseMatchesGet(t *testing.T, e *env) {
+	if _, ok := any(plainTx{}).(extrasLocker); ok {
+		t.Fatal("plainTx exposes SCIMLockUserExtras")
+	}
+	a := e.createUser("wr-a@example.org", nil)
+	b := e.createUser("wr-b@example.org", nil)
+	grantFor(t, e.st, a)
+	grantFor(t, e.st, b)
+	e.createGroup("WR one", a, b)
+	e.createGroup("WR two", a)
+	steps := []struct {
+		name, method, id string
+		body             any
+		roles            int
+	}{
+		{"PATCH", "PATCH", a, patchBody(map[string]any{"op": "replace", "path": "title", "value": "Boss"}), 1},
+		{"PUT", "PUT", a, map[string]any{"schemas": []string{URNUser}, "userName": "wr-a@example.org", "displayName": "A"}, 1},
+		{"PATCH deactivating", "PATCH", b, patchBody(map[string]any{"op": "replace", "value": map[string]any{"active": false}}), 0},
+		{"PUT reactivating", "PUT", b, map[string]any{"schemas": []string{URNUser}, "userName": "wr-b@example.org", "active": true}, 0},
+	}
+	for _, st := range steps {
+		w := e.must(e.do(st.method, "/Users/"+st.id, st.body), 200)
+		g := e.must(e.do("GET", "/Users/"+st.id, nil), 200)
+		if !bytes.Equal(w.Raw, g.Raw) {
+			t.Errorf("%s answers\n %s\nGET then\n %s", st.name, w.Raw, g.Raw)
+		}
+		roles, _ := get(w.Body, URNDirsyncd, "roles").([]any)
+		groups, _ := w.Body["groups"].([]any)
+		if len(roles) != st.roles || len(groups) == 0 {
+			t.Errorf("%s: %d roles and %d groups in the response, want %d and some", st.name, len(roles), len(groups), st.roles)
+		}
+	}
+}

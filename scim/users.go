@@ -230,12 +230,53 @@ type userLocker interface {
 	SCIMUpdateUser(ctx context.Context, u *directory.User, cur directory.User, expectVersion int64) error
 }
 
-// lockForWrite reads the user a PUT or PATCH changes (404 when hidden).
-func lockForWrite(ctx context.Context, tx store.Tx, id string) (directory.User, error) {
-	if l, ok := tx.(userLocker); ok {
-		return visibleUser(ctx, l.SCIMLockUser, id)
+// extrasLocker is SCIMLockUser with the user's grants and groups in the
+// same statement (store/sqlstore/scim_users.go), so that the response of a
+// PUT or PATCH needs no read after the commit.
+type extrasLocker interface {
+	SCIMLockUserExtras(ctx context.Context, id string) (directory.User, []directory.Grant, []directory.Group, error)
+}
+
+// userExtras are the grants and groups of a user read in its write.
+type userExtras struct {
+	grants []directory.Grant
+	groups []directory.Group
+}
+
+// lockForWrite reads the user a PUT or PATCH changes (404 when hidden),
+// with its grants and groups when the store reads them alongside (x nil
+// otherwise).
+func lockForWrite(ctx context.Context, tx store.Tx, id string) (u directory.User, x *userExtras, err error) {
+	if l, ok := tx.(extrasLocker); ok {
+		x = &userExtras{}
+		u, err = visibleUser(ctx, func(ctx context.Context, id string) (directory.User, error) {
+			u, gs, ms, err := l.SCIMLockUserExtras(ctx, id)
+			x.grants, x.groups = gs, ms
+			return u, err
+		}, id)
+		return u, x, err
 	}
-	return visibleUser(ctx, tx.GetUser, id)
+	if l, ok := tx.(userLocker); ok {
+		u, err = visibleUser(ctx, l.SCIMLockUser, id)
+		return u, nil, err
+	}
+	u, err = visibleUser(ctx, tx.GetUser, id)
+	return u, nil, err
+}
+
+// renderWritten renders the user a PUT or PATCH stored: with the grants
+// and groups read in the write (a write changes neither, except that
+// deactivating revokes every grant, in write), or read now.
+func (o userOps) renderWritten(ctx context.Context, u directory.User, x *userExtras) (map[string]any, error) {
+	if x == nil {
+		return o.render(ctx, o.h.b, u, fullProjection)
+	}
+	out, err := o.renderWith(ctx, o.h.b, []directory.User{u}, fullProjection,
+		map[string][]directory.Grant{u.ID: x.grants}, map[string][]directory.Group{u.ID: x.groups})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
 }
 
 // write stores next in place of prev (PUT and PATCH): version check,
@@ -265,8 +306,9 @@ func (o userOps) write(ctx context.Context, tx store.Tx, m audit.Meta, prev, nex
 
 func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[string]any, want int64) (map[string]any, int64, error) {
 	var saved directory.User
+	var ex *userExtras
 	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
-		prev, err := lockForWrite(ctx, tx, id)
+		prev, x, err := lockForWrite(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -281,20 +323,25 @@ func (o userOps) replace(ctx context.Context, m audit.Meta, id string, st map[st
 			return err
 		}
 		saved, err = o.write(ctx, tx, m, prev, next, want)
+		if x != nil && prev.Active && !saved.Active {
+			x.grants = nil // revoked by write
+		}
+		ex = x
 		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	o.h.enq.Enqueue(ctx, id)
-	res, err := o.render(ctx, o.h.b, saved, fullProjection)
+	res, err := o.renderWritten(ctx, saved, ex)
 	return res, saved.Version, err
 }
 
 func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patchOp, want int64) (map[string]any, int64, error) {
 	var saved directory.User
+	var ex *userExtras
 	err := o.h.update(ctx, m, func(ctx context.Context, tx store.Tx) error {
-		prev, err := lockForWrite(ctx, tx, id)
+		prev, x, err := lockForWrite(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -316,13 +363,17 @@ func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patch
 			return err
 		}
 		saved, err = o.write(ctx, tx, m, prev, next, want)
+		if x != nil && prev.Active && !saved.Active {
+			x.grants = nil // revoked by write
+		}
+		ex = x
 		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	o.h.enq.Enqueue(ctx, id)
-	res, err := o.render(ctx, o.h.b, saved, fullProjection)
+	res, err := o.renderWritten(ctx, saved, ex)
 	return res, saved.Version, err
 }
 

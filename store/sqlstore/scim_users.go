@@ -70,6 +70,41 @@ func (r *reader) SCIMListUsersExtras(ctx context.Context, q store.UserQuery) (st
 	}
 	offset := max(q.Offset, 0)
 	args := append(append([]any(nil), w.args...), sqlLimit(q.Limit), offset)
+	page.Items, err = r.queryUsersExtras(ctx, wh+order+" LIMIT ? OFFSET ?", order, grants, groups, args...)
+	if err != nil {
+		return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+	}
+	if (q.Limit < 0 || len(page.Items) < q.Limit) && (offset == 0 || len(page.Items) > 0) {
+		page.Total = int64(offset + len(page.Items))
+		return page, grants, groups, nil
+	}
+	if err := r.c.QueryRow(ctx, "SELECT count(*) FROM users u"+wh, w.args...).Scan(&page.Total); err != nil {
+		return page, nil, nil, fmt.Errorf("store: list users: count: %w", err)
+	}
+	return page, grants, groups, nil
+}
+
+// SCIMLockUserExtras is SCIMLockUser with the user's grants and groups
+// (as SCIMListUsersExtras returns them) in the same statement: a PUT or
+// PATCH then renders its response without reading again.
+func (t *txn) SCIMLockUserExtras(ctx context.Context, id string) (directory.User, []directory.Grant, []directory.Group, error) {
+	op := fmt.Sprintf("get user %q", id)
+	grants := map[string][]directory.Grant{}
+	groups := map[string][]directory.Group{}
+	us, err := t.queryUsersExtras(ctx, "WHERE u.id = ?"+t.userLock(), "", grants, groups, id)
+	if err != nil {
+		return directory.User{}, nil, nil, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	if len(us) == 0 {
+		return directory.User{}, nil, nil, fmt.Errorf("store: %s: %w", op, store.ErrNotFound)
+	}
+	return us[0], grants[id], groups[id], nil
+}
+
+// queryUsersExtras is queryUsersJoined that also reads each selected
+// user's grants and groups into the maps (correlated JSON aggregates over
+// the selected rows only).
+func (r *reader) queryUsersExtras(ctx context.Context, tail, order string, grants map[string][]directory.Grant, groups map[string][]directory.Group, args ...any) ([]directory.User, error) {
 	var gExpr, mExpr string
 	if r.s.d.Name == "postgres" {
 		gExpr = `(SELECT json_agg(json_build_array(gr.firm_number, gr.service, gr.role, gr.all_offices, gr.offices)
@@ -85,12 +120,13 @@ func (r *reader) SCIMListUsersExtras(ctx context.Context, q store.UserQuery) (st
 	rows, err := r.c.Query(ctx, `SELECT u.id, u.user_name, u.external_id, u.email, u.given_name, u.family_name, u.display_name,
 u.active, u.user_type, u.firm_number, u.usual_role, u.location, u.attrs, u.version, u.created_at, u.updated_at, u.deleted_at,
 COALESCE(e.idx, -1), COALESCE(e.value, ''), COALESCE(e.type, ''), COALESCE(e.is_primary, `+r.s.d.falseLiteral()+`), u.x_grants, u.x_groups
-FROM (SELECT p.*, `+gExpr+` AS x_grants, `+mExpr+` AS x_groups FROM (SELECT * FROM users u `+wh+order+` LIMIT ? OFFSET ?) p) u
+FROM (SELECT p.*, `+gExpr+` AS x_grants, `+mExpr+` AS x_groups FROM (SELECT * FROM users u `+tail+`) p) u
 LEFT JOIN user_emails e ON e.user_id = u.id`+joinedOrder(order), args...)
 	if err != nil {
-		return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
+	var out []directory.User
 	for rows.Next() {
 		var u directory.User
 		var idx int64
@@ -99,30 +135,20 @@ LEFT JOIN user_emails e ON e.user_id = u.id`+joinedOrder(order), args...)
 		if err := rows.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
 			&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
 			tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt}, &idx, &e.Value, &e.Type, &e.Primary, jscan{&xg}, jscan{&xm}); err != nil {
-			return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+			return nil, err
 		}
-		if n := len(page.Items); n == 0 || page.Items[n-1].ID != u.ID {
-			page.Items = append(page.Items, u)
+		if n := len(out); n == 0 || out[n-1].ID != u.ID {
+			out = append(out, u)
 			if err := decodeExtras(u.ID, xg, xm, grants, groups); err != nil {
-				return page, nil, nil, fmt.Errorf("store: list users: %w", err)
+				return nil, err
 			}
 		}
 		if idx >= 0 {
-			last := &page.Items[len(page.Items)-1]
+			last := &out[len(out)-1]
 			last.Emails = append(last.Emails, e)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return page, nil, nil, fmt.Errorf("store: list users: %w", err)
-	}
-	if (q.Limit < 0 || len(page.Items) < q.Limit) && (offset == 0 || len(page.Items) > 0) {
-		page.Total = int64(offset + len(page.Items))
-		return page, grants, groups, nil
-	}
-	if err := r.c.QueryRow(ctx, "SELECT count(*) FROM users u"+wh, w.args...).Scan(&page.Total); err != nil {
-		return page, nil, nil, fmt.Errorf("store: list users: count: %w", err)
-	}
-	return page, grants, groups, nil
+	return out, rows.Err()
 }
 
 // decodeExtras decodes a user's grants ([[firm, service, role, all
@@ -267,11 +293,7 @@ func (r *reader) inOrEq(col string, vals []string) (string, any) {
 // waiting for this one.
 func (t *txn) SCIMLockUser(ctx context.Context, id string) (directory.User, error) {
 	op := fmt.Sprintf("get user %q", id)
-	lock := t.forUpdate()
-	if lock != "" && t.s.d.Name == "postgres" {
-		lock = " FOR NO KEY UPDATE"
-	}
-	us, err := t.queryUsersJoined(ctx, "WHERE u.id = ?"+lock, "", id)
+	us, err := t.queryUsersJoined(ctx, "WHERE u.id = ?"+t.userLock(), "", id)
 	if err != nil {
 		return directory.User{}, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
@@ -279,6 +301,15 @@ func (t *txn) SCIMLockUser(ctx context.Context, id string) (directory.User, erro
 		return directory.User{}, fmt.Errorf("store: %s: %w", op, store.ErrNotFound)
 	}
 	return us[0], nil
+}
+
+// userLock is the row lock of SCIMLockUser (see there).
+func (t *txn) userLock() string {
+	lock := t.forUpdate()
+	if lock != "" && t.s.d.Name == "postgres" {
+		lock = " FOR NO KEY UPDATE"
+	}
+	return lock
 }
 
 // queryUsersJoined is queryUsers in one statement: the users selected by
