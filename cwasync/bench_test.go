@@ -71,6 +71,7 @@ func BenchmarkSync(b *testing.B) {
 					if rep.Counts["legacy_logins_created"] != benchLogins || rep.Counts["linked"] != benchUsers {
 						b.Fatalf("counts %v", rep.Counts)
 					}
+					checkBulkRun(b, st, runID, rep)
 					b.StartTimer()
 				}
 			})
@@ -131,6 +132,32 @@ func benchFake(b *testing.B, h *cwafake.Handler) string {
 		}
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// checkBulkRun (untimed): after the initial import the audit chain is
+// valid and the run has one item per reported item (75,000 and more).
+func checkBulkRun(b *testing.B, st store.Store, runID string, rep *cwasync.Report) {
+	b.Helper()
+	ctx := context.Background()
+	v, err := st.VerifyAudit(ctx)
+	if err != nil || !v.OK() || v.Checked < benchFirms+benchFirms*benchOffices+benchLogins+benchUsers {
+		b.Fatalf("audit chain after the import: checked %d, problems %v, %v", v.Checked, v.Problems, err)
+	}
+	n := 0
+	for after := int64(0); ; {
+		its, err := st.ListRunItems(ctx, store.RunItemQuery{RunID: runID, AfterSeq: after, Limit: 10000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += len(its)
+		if len(its) < 10000 {
+			break
+		}
+		after = its[len(its)-1].Seq
+	}
+	if n != len(rep.Items) || n < benchFirms+benchFirms*benchOffices+benchLogins+benchUsers {
+		b.Fatalf("run has %d items, the report %d", n, len(rep.Items))
+	}
 }
 
 func seedUsers(b *testing.B, st store.Store) {

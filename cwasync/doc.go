@@ -45,4 +45,17 @@
 // the last good one aborts the run before anything is written; the run
 // then gets one item, action "failed" on object "run", saying why. A
 // repeat with no changes writes nothing.
+//
+// Performance (BENCHMARKS.md, "CWA sync"): the API's shape costs one
+// request per firm and per login; the client builds each request without
+// re-parsing a URL, reuses body buffers and decodes the per-login answer's
+// usual form without reflection. On PostgreSQL the new rows and links go
+// in with COPY (store/sqlstore/cwa.go), as do the audit events and run
+// items. The writes are not overlapped with the reads, although the run
+// would stay one transaction: against the real CWA the reads take minutes
+// (55,000 requests at network latency), and a transaction open that long
+// would hold its row locks, and from its first audit flush the audit chain
+// head, which every other writer (SCIM, reconcile) waits for. On the
+// benchmark machine the reads keep both cores busy anyway, so little of
+// PostgreSQL's work could hide behind them.
 package cwasync

@@ -296,7 +296,18 @@ func TestSyncInitial(t *testing.T) {
 		if n := e.events(); n < 10+11+5+2 {
 			t.Errorf("%d cwa audit events, want one per change (≥ 28)", n)
 		}
+		e.verifyChain()
 	})
+}
+
+// verifyChain checks the audit hash chain (the bulk writes seal and insert
+// their events like every other write).
+func (e *env) verifyChain() {
+	e.t.Helper()
+	v, err := e.st.VerifyAudit(context.Background())
+	if err != nil || !v.OK() || v.Checked == 0 {
+		e.t.Fatalf("audit chain: %+v %v", v, err)
+	}
 }
 
 func TestSyncRepeatWritesNothing(t *testing.T) {
@@ -555,6 +566,7 @@ func TestSyncAbortsBeforeChanging(t *testing.T) {
 		if f := e.firm("5002"); f.Enabled {
 			t.Error("firm 5002 not disabled once CWA answers")
 		}
+		e.verifyChain()
 	})
 }
 
