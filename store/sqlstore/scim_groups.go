@@ -23,8 +23,14 @@ func init() {
 // Member changes shaped for SCIM group PATCH (package scim uses them when
 // the store provides them, AddMembers and RemoveMembers otherwise): the
 // group is read and locked once, and adding or removing members is one
-// statement each, which on PostgreSQL also takes the audit chain head's
-// lock (the flush that follows then needs no round trip of its own). The
+// statement each; on PostgreSQL a removal also takes the audit chain
+// head's lock (the flush that follows then needs no round trip of its
+// own). An addition does not: its foreign-key checks lock the users'
+// rows (KEY SHARE) when the statement ends, and a writer holding one of
+// those rows while it waits for the chain head would deadlock with it; the
+// head is locked last, by the flush, as in every other write. (A removal
+// waits for no row: a group's member rows are written only under the
+// group's lock, which the caller holds.) The
 // outcome and the audit events (one group.member.add or .remove per member
 // actually added or removed, in user id order) are AddMembers' and
 // RemoveMembers'.
@@ -47,7 +53,7 @@ func (t *txn) SCIMAddMembers(ctx context.Context, groupID string, userIDs []stri
 		return nil, nil
 	}
 	in, arg := t.inOrEq("id", ids)
-	added, err := t.memberWrite(ctx, `INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
+	added, err := t.memberWrite(ctx, false, `INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
 		` AND deleted_at IS NULL ON CONFLICT DO NOTHING RETURNING user_id`, groupID, arg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
@@ -75,7 +81,7 @@ func (t *txn) SCIMRemoveMembers(ctx context.Context, groupID string, userIDs []s
 		return nil
 	}
 	in, arg := t.inOrEq("user_id", ids)
-	removed, err := t.memberWrite(ctx, `DELETE FROM group_members WHERE group_id = ? AND `+in+` RETURNING user_id`, groupID, arg)
+	removed, err := t.memberWrite(ctx, true, `DELETE FROM group_members WHERE group_id = ? AND `+in+` RETURNING user_id`, groupID, arg)
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
@@ -88,11 +94,11 @@ func (t *txn) SCIMRemoveMembers(ctx context.Context, groupID string, userIDs []s
 }
 
 // memberWrite runs an INSERT or DELETE ... RETURNING user_id and returns
-// the ids in order. Where the dialect runs writes inside WITH (PostgreSQL)
-// and the chain head is not locked yet, the same statement locks and reads
-// it (as execLockingHead does).
-func (t *txn) memberWrite(ctx context.Context, q string, args ...any) ([]string, error) {
-	if !t.s.d.WriteCTE || t.headLoaded {
+// the ids in order. With lockHead, where the dialect runs writes inside
+// WITH (PostgreSQL) and the chain head is not locked yet, the same
+// statement locks and reads it (as execLockingHead does).
+func (t *txn) memberWrite(ctx context.Context, lockHead bool, q string, args ...any) ([]string, error) {
+	if !lockHead || !t.s.d.WriteCTE || t.headLoaded {
 		ids, err := t.strings(ctx, q, args...)
 		sort.Strings(ids)
 		return ids, err
