@@ -73,13 +73,42 @@
 //
 // Where the store offers them (store/sqlstore/scim_*.go; found by type
 // assertion, so Backend stays the generic store.Reader and a backend without
-// them still works), the hot paths use fewer statements: a lookup reads the
-// page with its e-mails in one statement and skips the count when the page
-// tells the total, the roles and groups of a whole page come in one
-// statement, PUT and PATCH read the user once (locked) and skip unchanged
-// uniqueness checks and e-mail rewrites, and member ids are checked in one
-// statement. TestStoreFastPathsAnswerAlike and
-// TestSCIMUpdateUserMatchesUpdateUser check that both paths answer alike.
+// them still works), the hot paths use fewer statements (on PostgreSQL each
+// statement is a round trip, and the round trips were most of the CPU of a
+// request on both sides): a lookup reads the page with its users' e-mails,
+// roles and groups in one statement and skips the count when the page tells
+// the total; PUT and PATCH read the user once, locked, with its roles and
+// groups, skip unchanged uniqueness checks and e-mail rewrites, and render
+// the response from what they read (a write changes neither, except that a
+// deactivation revokes every grant, so its response shows none); a group
+// member PATCH locks the group once and adds or removes members in one
+// statement each (the member check runs only when an id was not added).
+// On PostgreSQL the user is locked FOR NO KEY UPDATE (the lock its UPDATE
+// takes), so adding that user to a group meanwhile does not wait for it,
+// and a PUT's UPDATE or a member removal, when it is the write's last
+// statement, also takes the audit chain head's lock (one round trip less);
+// a member addition does not, because its foreign-key checks lock the
+// users' rows at the end of the statement, and taking the head first could
+// deadlock with a writer holding such a row. TestStoreFastPathsAnswerAlike,
+// TestSCIMUpdateUserMatchesUpdateUser, TestGroupMemberFastPathMatches,
+// TestWriteResponseMatchesGet and TestMemberAddBesideUserUpdate check that
+// both paths answer and store alike.
+//
+// # Group commit (SQLite)
+//
+// Every SCIM write runs through the store's SCIMUpdate when it has one
+// (store/sqlstore/scim_batch.go). On SQLite, whose single writer was the
+// limit under an identity provider's concurrent pushes, the writes that
+// arrive while one runs share its transaction: each runs in its own
+// SAVEPOINT (a failing write rolls back only itself, its audit events
+// included), every write's events are chained and written inside its
+// savepoint, and all commit together; a write returns only after that
+// COMMIT, and if the COMMIT fails every write of the batch fails with
+// nothing stored. A write's function runs on the batch leader's goroutine
+// with its request's context values but not its cancellation (an
+// interrupted SQLite write would roll back the whole batch). On PostgreSQL,
+// whose writers run in parallel, SCIMUpdate is Update. The conformance
+// suite checks it on both stores (store/storetest/scim.go).
 //
 // PATCH quirks accepted without special-casing a client: op in any case;
 // booleans as "True"/"False"; path-less add/replace whose value holds

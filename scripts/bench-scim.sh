@@ -5,7 +5,9 @@
 # (scimmy + scimmy-routers from npm, in memory) the same workload runs
 # (cmd/scimload): create USERS users at CONCURRENCY, then DURATION of
 # filtered GETs, PUTs and group PATCHes. Prints requests/s, p50 and p99 per
-# target and our mixed throughput as a ratio to the peer's.
+# target, the CPU time per mixed request (the scimload process: server and
+# load generator; on PostgreSQL also the backends serving it), and our
+# mixed throughput as a ratio to the peer's.
 #
 # Variables: USERS (10000), CONCURRENCY (16), DURATION (20s), SKIP_PEER=1,
 # SKIP_PG=1, BENCH_DIR (work directory, default a temp dir).
@@ -63,9 +65,9 @@ if [[ -z ${SKIP_PEER:-} ]]; then
 fi
 
 echo
-echo "| target | create req/s | create p50 / p99 ms | mixed req/s | mixed p50 / p99 ms |"
-echo "|---|---|---|---|---|"
-sed -n 's/^RESULT //p' "$results" | jq -r '"| \(.label) | \(.create_rps|floor) | \(.create_p50_ms) / \(.create_p99_ms) | \(.mixed_rps|floor) | \(.mixed_p50_ms) / \(.mixed_p99_ms) |"'
+echo "| target | create req/s | create p50 / p99 ms | mixed req/s | mixed p50 / p99 ms | CPU ms / mixed request |"
+echo "|---|---|---|---|---|---|"
+sed -n 's/^RESULT //p' "$results" | jq -r '"| \(.label) | \(.create_rps|floor) | \(.create_p50_ms) / \(.create_p99_ms) | \(.mixed_rps|floor) | \(.mixed_p50_ms) / \(.mixed_p99_ms) | \(.mixed_cpu_ms_per_request*1000|floor/1000)\(if .mixed_pg_cpu_ms_per_request then " + \(.mixed_pg_cpu_ms_per_request*1000|floor/1000) (PostgreSQL)" else "" end) |"'
 peer_rps=$(sed -n 's/^RESULT //p' "$results" | jq -r 'select(.label=="peer-scimmy") | .mixed_rps')
 if [[ -n $peer_rps ]]; then
 	sed -n 's/^RESULT //p' "$results" | jq -r --argjson p "$peer_rps" 'select(.label!="peer-scimmy") | "\(.label): mixed throughput \((.mixed_rps / $p * 100 | floor) / 100)x the peer"'
