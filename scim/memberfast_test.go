@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/sqlstore"
 )
 
 // TestGroupMemberFastPathMatches: the store's member PATCH path
@@ -155,6 +157,66 @@ func TestMemberAddBesideUserUpdate(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("member add beside a locked user: %v", err)
+	}
+	if ids, err := e.st.ListGroupMembers(ctx, gid, "", 10); err != nil || len(ids) != 1 || ids[0] != uid {
+		t.Fatalf("members %v %v, want %s", ids, err, uid)
+	}
+}
+
+// TestMemberAddBesideLockedUserWrite (PostgreSQL): a member addition that
+// has to wait for the user's row (another writer holds it FOR UPDATE and
+// flushes its audit event at commit) does not hold the audit chain head
+// meanwhile, so both commit; taking the head in the addition's statement
+// deadlocked them (PostgreSQL aborted one).
+func TestMemberAddBesideLockedUserWrite(t *testing.T) {
+	e := newEnvOn(t, kindPostgres)
+	uid := e.createUser("locked@example.org", nil)
+	gid := e.createGroup("Locked")
+	raw := e.st.(interface{ DB() sqlstore.DB }).DB()
+	ctx := context.Background()
+	added := make(chan error, 1)
+	err := e.st.Update(ctx, audit.Meta{Actor: "ldap:test"}, func(ctx context.Context, tx store.Tx) error {
+		u, err := tx.GetUser(ctx, uid)
+		if err != nil {
+			return err
+		}
+		u.DisplayName = "Changed"
+		if err := tx.UpdateUser(ctx, &u, 0); err != nil { // locks the row FOR UPDATE
+			return err
+		}
+		go func() {
+			actx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			added <- e.st.Update(actx, audit.Meta{Actor: "scim:other"}, func(ctx context.Context, tx store.Tx) error {
+				gm := tx.(groupMemberWriter)
+				if _, err := gm.SCIMLockGroup(ctx, gid); err != nil {
+					return err
+				}
+				_, err := gm.SCIMAddMembers(ctx, gid, []string{uid})
+				return err
+			})
+		}()
+		for { // until the addition waits for the user's row
+			var n int
+			if err := raw.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil // commit: the flush takes the chain head
+			}
+			select {
+			case err := <-added:
+				return fmt.Errorf("the addition did not wait for the locked user (err %v): nothing tested", err)
+			default:
+				runtime.Gosched()
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("writer holding the user: %v", err)
+	}
+	if err := <-added; err != nil {
+		t.Fatalf("member addition: %v", err)
 	}
 	if ids, err := e.st.ListGroupMembers(ctx, gid, "", 10); err != nil || len(ids) != 1 || ids[0] != uid {
 		t.Fatalf("members %v %v, want %s", ids, err, uid)
