@@ -51,7 +51,7 @@ const (
 type opts struct {
 	target, token, storeKind, path, dsn, label string
 	cpuProfile, profilePhase                   string
-	users, groups, members, conc               int
+	users, groups, members, conc, pgConns      int
 	duration                                   time.Duration
 	pgPool                                     *pgxpool.Pool // -store postgres: reads the backends' CPU (pgcpu.go)
 }
@@ -69,6 +69,7 @@ func main() {
 	flag.IntVar(&o.members, "members", 50, "initial members per group")
 	flag.IntVar(&o.conc, "concurrency", 16, "concurrent clients")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the mixed phase")
+	flag.IntVar(&o.pgConns, "pg-conns", config.DefaultMaxConns, "PostgreSQL pool size of the in-process dirsyncd (default: the daemon's, store.maxConns)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (of the phase -profile names)")
 	flag.StringVar(&o.profilePhase, "profile", "all", "what -cpuprofile covers: all, create or mixed")
 	flag.Parse()
@@ -408,7 +409,7 @@ func serveInProcess(ctx context.Context, o *opts) (string, func(), error) {
 		if o.dsn == "" {
 			return "", nil, errors.New("-dsn (or DIRSYNCD_BENCH_PG_DSN) is required with -store postgres")
 		}
-		st, err = postgres.Open(ctx, o.dsn, postgres.Options{MaxConns: int32(o.conc + 4)})
+		st, err = postgres.Open(ctx, o.dsn, postgres.Options{MaxConns: int32(o.pgConns)})
 		if err == nil {
 			if o.pgPool, err = pgxpool.New(ctx, o.dsn); err != nil {
 				err = fmt.Errorf("connect for backend CPU: %w", err)
