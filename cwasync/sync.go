@@ -156,8 +156,12 @@ const (
 // of recording it, if any.
 func (s *Syncer) abort(ctx context.Context, runID string, dryRun bool, err error) (*Report, error) {
 	why := "run aborted, nothing was changed: "
-	if errors.Is(err, ErrSnapshotTooSmall) {
+	var ae *applyError
+	switch {
+	case errors.Is(err, ErrSnapshotTooSmall):
 		why = "run aborted by the shrink guard (cwa.minFraction), nothing was changed: "
+	case errors.As(err, &ae):
+		why = "run failed writing its changes (one transaction, not committed): "
 	}
 	it := directory.RunItem{RunID: runID, Action: ActionFailed, ObjectType: ObjRun, ObjectID: runID, Reason: why + err.Error()}
 	rep := &Report{DryRun: dryRun, Counts: map[string]int64{}, Items: []directory.RunItem{it}}
@@ -176,6 +180,13 @@ func (s *Syncer) abort(ctx context.Context, runID string, dryRun bool, err error
 	}
 	return rep, err
 }
+
+// applyError marks a failure of the write transaction (after every read
+// succeeded), for the abort item's wording.
+type applyError struct{ err error }
+
+func (e *applyError) Error() string { return e.err.Error() }
+func (e *applyError) Unwrap() error { return e.err }
 
 func (s *Syncer) sync(ctx context.Context, runID string, dryRun bool) (*Report, error) {
 	log := s.log.With(zap.String("run_id", runID), zap.Bool("dry_run", dryRun))
@@ -263,7 +274,7 @@ func (s *Syncer) sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cwasync: apply: %w", err)
+		return nil, &applyError{fmt.Errorf("cwasync: apply: %w", err)}
 	}
 	lap("apply")
 	log.Info("cwa sync done", zap.Int("writes", p.report.Writes), zap.Any("counts", p.report.Counts),

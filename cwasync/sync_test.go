@@ -756,3 +756,37 @@ func TestSyncTooFewFirms(t *testing.T) {
 		}
 	})
 }
+
+// failingTx fails the first office write (single puts: no bulk forms).
+type failingTx struct{ store.Tx }
+
+func (failingTx) PutOffice(context.Context, *directory.Office) error {
+	return errors.New("injected office write failure")
+}
+
+type failingStore struct{ store.Store }
+
+func (s failingStore) Update(ctx context.Context, m audit.Meta, fn func(ctx context.Context, tx store.Tx) error) error {
+	return s.Store.Update(ctx, m, func(ctx context.Context, tx store.Tx) error { return fn(ctx, failingTx{tx}) })
+}
+
+// TestSyncApplyFailureRollsBack: a write failing after every read
+// succeeded rolls the whole run back (the firms written before it too),
+// and the run's one item says the changes were not committed.
+func TestSyncApplyFailureRollsBack(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.st = failingStore{e.st}
+		rep, id, err := e.run(false)
+		if err == nil || !strings.Contains(err.Error(), "injected office write failure") {
+			t.Fatalf("err %v", err)
+		}
+		checkAbortItem(t, e.items(id), rep, id, "run failed writing its changes (one transaction, not committed): "+err.Error())
+		if fs, err := e.st.ListFirms(context.Background()); err != nil || len(fs) != 0 {
+			t.Errorf("firms after the failed run: %d %v", len(fs), err)
+		}
+		if n := e.events(); n != 0 {
+			t.Errorf("failed run left %d cwa audit events", n)
+		}
+		e.verifyChain()
+	})
+}
