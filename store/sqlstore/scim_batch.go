@@ -36,7 +36,8 @@ import (
 // fn runs on the goroutine of the batch's leader (the request that found no
 // batch running) with its own context's values but without its
 // cancellation: an interrupted SQLite write statement would roll back the
-// whole shared transaction. A panic in fn is re-raised in the caller's
+// whole shared transaction. A request whose context is done before its
+// turn is not run and gets the context's error. A panic in fn is re-raised in the caller's
 // goroutine after the batch (its savepoint rolled back).
 //
 // On PostgreSQL, whose writers run in parallel, SCIMUpdate is Update.
@@ -179,6 +180,10 @@ func (s *Store) leadBatch(first *batchReq) batchResult {
 // transaction. The error it returns is fatal to the batch (a savepoint
 // statement failed); the request's own outcome is in the result.
 func (s *Store) runSavepoint(t *txn, r *batchReq) (batchResult, error) {
+	if err := r.ctx.Err(); err != nil {
+		// Its caller gave up while it waited: it is not run.
+		return batchResult{err: fmt.Errorf("store: update: %w", err)}, nil
+	}
 	ctx := context.WithoutCancel(r.ctx)
 	if _, err := t.raw.Exec(ctx, "SAVEPOINT scim_request"); err != nil {
 		return batchResult{}, fmt.Errorf("store: savepoint: %w", err)
