@@ -205,9 +205,7 @@ func (c *Client) Snapshot(ctx context.Context) ([]OfficeRow, error) {
 
 // FirmUsers returns the legacy logins of a firm.
 func (c *Client) FirmUsers(ctx context.Context, firmNumber string) ([]ProviderUser, error) {
-	var v struct {
-		Users *[]ProviderUser `json:"users"`
-	}
+	var v firmUsersBody
 	if err := c.getJSON(ctx, "/provider-firms/"+url.PathEscape(firmNumber)+"/provider-users", nil, &v); err != nil {
 		return nil, fmt.Errorf("cwasync: get users of firm %q: %w", firmNumber, err)
 	}
@@ -276,6 +274,81 @@ func (v *officeCodesBody) decodeFast(b []byte) bool {
 		return false
 	}
 	v.OfficeCodes = &codes
+	return true
+}
+
+// firmUsersBody is the body of GET /provider-firms/{firmNumber}/provider-users.
+type firmUsersBody struct {
+	Users *[]ProviderUser `json:"users"`
+}
+
+// decodeFast parses the body's usual form, {"users":[{"userLogin":"JSMITH",
+// "firstName":"John","lastName":"Smith","email":"j@x.example"}, ...]} with
+// the four keys spelled exactly, each at most once, in any order, values
+// plain ASCII strings (see officeCodesBody.decodeFast); anything else
+// returns false and is left to encoding/json.
+func (v *firmUsersBody) decodeFast(b []byte) bool {
+	p := jsonScan{b: b}
+	if !p.lit('{') || p.str() != "users" || !p.lit(':') || !p.lit('[') {
+		return false
+	}
+	users := []ProviderUser{}
+	if !p.lit(']') {
+		for {
+			if !p.lit('{') {
+				return false
+			}
+			var u ProviderUser
+			var seen [4]bool
+			if !p.lit('}') {
+				for {
+					key, ok := p.strOK()
+					if !ok || !p.lit(':') {
+						return false
+					}
+					val, ok := p.strOK()
+					if !ok {
+						return false
+					}
+					var i int
+					var dst *string
+					switch key {
+					case "userLogin":
+						i, dst = 0, &u.UserLogin
+					case "firstName":
+						i, dst = 1, &u.FirstName
+					case "lastName":
+						i, dst = 2, &u.LastName
+					case "email":
+						i, dst = 3, &u.Email
+					default:
+						return false
+					}
+					if seen[i] {
+						return false
+					}
+					seen[i], *dst = true, val
+					if p.lit('}') {
+						break
+					}
+					if !p.lit(',') {
+						return false
+					}
+				}
+			}
+			users = append(users, u)
+			if p.lit(']') {
+				break
+			}
+			if !p.lit(',') {
+				return false
+			}
+		}
+	}
+	if !p.lit('}') || !p.end() {
+		return false
+	}
+	v.Users = &users
 	return true
 }
 
