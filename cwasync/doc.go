@@ -48,8 +48,9 @@
 //
 // Performance (BENCHMARKS.md, "CWA sync"): the API's shape costs one
 // request per firm and per login; the client builds each request without
-// re-parsing a URL, reuses body buffers and decodes the per-login answer's
-// usual form without reflection. On PostgreSQL the new rows and links go
+// re-parsing a URL, reuses body buffers and decodes the per-firm and
+// per-login answers' usual forms without reflection (anything else goes
+// to encoding/json). On PostgreSQL the new rows and links go
 // in with COPY (store/sqlstore/cwa.go), as do the audit events and run
 // items. The writes are not overlapped with the reads, although the run
 // would stay one transaction: against the real CWA the reads take minutes
