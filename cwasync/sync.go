@@ -29,7 +29,8 @@ var ErrSnapshotTooSmall = errors.New("cwa snapshot suspiciously small")
 // Store is what cwasync needs of store.Store: reads of the current firms,
 // offices, legacy logins and CWA links, the users with an e-mail, the cursor, and
 // Update. Inside Update it calls only PutFirm, PutOffice, PutLegacyLogin,
-// PutLink, MarkLinkGone, AddRunItems and SetCursor.
+// PutLink (or their bulk forms, when the Tx has BulkTx and BulkLinkTx),
+// MarkLinkGone, AddRunItems and SetCursor.
 type Store interface {
 	ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error)
 	ListFirms(ctx context.Context) ([]directory.Firm, error)
