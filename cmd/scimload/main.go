@@ -3,7 +3,10 @@
 // -members members each), then runs a mixed workload for -duration at
 // -concurrency: filtered GETs (userName eq, externalId eq), PUTs of whole
 // users, and group PATCHes adding or removing one member. It prints
-// requests/s with p50 and p99 per phase, and one JSON line for scripts.
+// requests/s with p50 and p99 per phase, the CPU time per mixed request
+// (this process; with -store postgres also the backends, pgcpu.go), and one
+// JSON line for scripts. With an in-process target it then verifies the
+// audit chain end to end and fails when it is broken.
 //
 // The target is either an in-process dirsyncd SCIM handler over a real
 // store and a real TCP listener (-store sqlite|postgres; the reconcile hook
@@ -54,6 +57,7 @@ type opts struct {
 	users, groups, members, conc, pgConns      int
 	duration                                   time.Duration
 	pgPool                                     *pgxpool.Pool // -store postgres: reads the backends' CPU (pgcpu.go)
+	st                                         store.Store   // the in-process dirsyncd's store (nil with -target)
 }
 
 func main() {
@@ -216,6 +220,18 @@ func run(ctx context.Context, o opts) error {
 	fmt.Println("RESULT " + string(out))
 	if mixed.errors > 0 {
 		return fmt.Errorf("%d mixed requests failed (first: %v)", mixed.errors, mixed.firstErr)
+	}
+	if o.st != nil {
+		// Every write of the run is audited in its transaction: the chain
+		// must verify end to end after the load (group commit included).
+		v, err := o.st.VerifyAudit(ctx)
+		if err != nil {
+			return fmt.Errorf("verify audit chain: %w", err)
+		}
+		if !v.OK() {
+			return fmt.Errorf("audit chain broken after the load: %v", v.Problems)
+		}
+		fmt.Printf("%s audit chain intact: %d events\n", o.label, v.Checked)
 	}
 	return nil
 }
@@ -424,6 +440,7 @@ func serveInProcess(ctx context.Context, o *opts) (string, func(), error) {
 	if err := st.Migrate(ctx); err != nil {
 		return "", nil, err
 	}
+	o.st = st
 	v, err := auth.NewVerifier([]config.TokenConfig{{Name: "bench", Token: config.NewSecret(o.token), Scopes: []string{"scim"}}})
 	if err != nil {
 		return "", nil, err
