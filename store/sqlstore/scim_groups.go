@@ -23,14 +23,17 @@ func init() {
 // Member changes shaped for SCIM group PATCH (package scim uses them when
 // the store provides them, AddMembers and RemoveMembers otherwise): the
 // group is read and locked once, and adding or removing members is one
-// statement each; on PostgreSQL a removal also takes the audit chain
-// head's lock (the flush that follows then needs no round trip of its
-// own). An addition does not: its foreign-key checks lock the users'
-// rows (KEY SHARE) when the statement ends, and a writer holding one of
-// those rows while it waits for the chain head would deadlock with it; the
-// head is locked last, by the flush, as in every other write. (A removal
-// waits for no row: a group's member rows are written only under the
-// group's lock, which the caller holds.) The
+// statement each, which on PostgreSQL also takes the audit chain head's
+// lock (the flush that follows then needs no round trip of its own). The
+// head must be the last lock such a statement waits for, or it would
+// deadlock with a writer that holds a row it needs and waits for the head:
+// an addition's foreign-key checks lock the users' rows (KEY SHARE) at
+// the end of the statement, so its SELECT takes those locks itself (FOR
+// KEY SHARE) and the head is locked above an aggregate over the inserted
+// rows, which exists only once every user row is locked
+// (TestMemberAddBesideLockedUserWrite); a removal waits for no row (a
+// group's member rows are written only under the group's lock, which the
+// caller holds). The
 // outcome and the audit events (one group.member.add or .remove per member
 // actually added or removed, in user id order) are AddMembers' and
 // RemoveMembers'.
@@ -53,8 +56,17 @@ func (t *txn) SCIMAddMembers(ctx context.Context, groupID string, userIDs []stri
 		return nil, nil
 	}
 	in, arg := t.inOrEq("id", ids)
-	added, err := t.memberWrite(ctx, false, `INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
-		` AND deleted_at IS NULL ON CONFLICT DO NOTHING RETURNING user_id`, groupID, arg)
+	var added []string
+	if t.s.d.WriteCTE && !t.headLoaded {
+		err = t.c.QueryRow(ctx, `WITH w AS (INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
+			` AND deleted_at IS NULL FOR KEY SHARE ON CONFLICT DO NOTHING RETURNING user_id),
+n AS (SELECT array_agg(user_id ORDER BY user_id) AS ids FROM w)
+SELECT h.seq, h.hash, n.ids FROM audit_head h, n WHERE h.id = 1 FOR UPDATE OF h`, groupID, arg).Scan(&t.headSeq, &t.headHash, &added)
+		t.headLoaded = err == nil
+	} else {
+		added, err = t.memberWrite(ctx, false, `INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
+			` AND deleted_at IS NULL ON CONFLICT DO NOTHING RETURNING user_id`, groupID, arg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
