@@ -74,8 +74,8 @@
 // Where the store offers them (store/sqlstore/scim_*.go; found by type
 // assertion, so Backend stays the generic store.Reader and a backend without
 // them still works), the hot paths use fewer statements (on PostgreSQL each
-// statement is a round trip, and the round trips were most of the CPU of a
-// request on both sides): a lookup reads the page with its users' e-mails,
+// statement is a round trip, and each round trip costs CPU on both sides;
+// see BENCHMARKS.md): a lookup reads the page with its users' e-mails,
 // roles and groups in one statement and skips the count when the page tells
 // the total; PUT and PATCH read the user once, locked, with its roles and
 // groups, skip unchanged uniqueness checks and e-mail rewrites, and render
@@ -85,11 +85,12 @@
 // statement each (the member check runs only when an id was not added).
 // On PostgreSQL the user is locked FOR NO KEY UPDATE (the lock its UPDATE
 // takes), so adding that user to a group meanwhile does not wait for it,
-// and a PUT's UPDATE or a member removal, when it is the write's last
-// statement, also takes the audit chain head's lock (one round trip less);
-// a member addition does not, because its foreign-key checks lock the
-// users' rows at the end of the statement, and taking the head first could
-// deadlock with a writer holding such a row. TestStoreFastPathsAnswerAlike,
+// and a PUT's UPDATE (when it is the write's last statement) or a member
+// addition or removal also takes the audit chain head's lock (one round
+// trip less), always as the last lock the statement waits for: an
+// addition locks the users' rows its foreign-key checks need first (FOR KEY
+// SHARE), since taking the head before them deadlocked with a writer
+// holding such a row and waiting for the head. TestStoreFastPathsAnswerAlike,
 // TestSCIMUpdateUserMatchesUpdateUser, TestGroupMemberFastPathMatches,
 // TestWriteResponseMatchesGet and TestMemberAddBesideUserUpdate check that
 // both paths answer and store alike.
