@@ -188,6 +188,10 @@ func (s *Store) runSavepoint(t *txn, r *batchReq) (batchResult, error) {
 	if _, err := t.raw.Exec(ctx, "SAVEPOINT scim_request"); err != nil {
 		return batchResult{}, fmt.Errorf("store: savepoint: %w", err)
 	}
+	// The batch shares one txn: what it keeps per request (the audit meta
+	// and buffer, and the chain head, which a rollback takes back) is set
+	// and restored here; a field added to txn that caches what a request
+	// wrote must be reset here too.
 	t.meta = r.m
 	t.pending = t.pending[:0]
 	headLoaded, headSeq, headHash := t.headLoaded, t.headSeq, t.headHash
