@@ -192,7 +192,8 @@ func (r *reader) forUpdate() string {
 	return ""
 }
 
-// txn implements store.Tx.
+// txn implements store.Tx. SCIM group commit (scim_batch.go) runs several
+// requests in one txn: state kept per request must be reset in runSavepoint.
 type txn struct {
 	reader
 	raw        TxConn // the transaction without rebinding (for Copier)
