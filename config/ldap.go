@@ -36,7 +36,12 @@ type LDAPSource struct {
 	GroupBaseDNs []string `yaml:"groupBaseDNs"`
 	GroupFilter  string   `yaml:"groupFilter"` // default per dialect
 
-	PageSize       int           `yaml:"pageSize"`       // RFC 2696 page size, default 1000
+	PageSize int `yaml:"pageSize"` // RFC 2696 page size, default 1000
+	// GroupPageSize is the page size of group reads (default 100): a group
+	// entry carries its whole member list, so a page of 1,000 groups of a
+	// 100,000-user directory held ~150,000 member DNs at once (decoded,
+	// with the next page on its way) and set the process's peak memory.
+	GroupPageSize  int           `yaml:"groupPageSize"`
 	BatchSize      int           `yaml:"batchSize"`      // users written per store transaction, default 1000
 	DialTimeout    time.Duration `yaml:"dialTimeout"`    // default 10s
 	RequestTimeout time.Duration `yaml:"requestTimeout"` // per LDAP request (one page), default 60s
@@ -60,6 +65,18 @@ type LDAPSource struct {
 	// Overlap re-reads entries changed this long before the high-water mark
 	// in incremental runs (default 5m).
 	Overlap time.Duration `yaml:"overlap"`
+}
+
+// GroupPage is the page size of group reads: GroupPageSize, or (not set)
+// 100 or PageSize when that is smaller.
+func (s *LDAPSource) GroupPage() int {
+	if s.GroupPageSize > 0 {
+		return s.GroupPageSize
+	}
+	if s.PageSize > 0 && s.PageSize < 100 {
+		return s.PageSize
+	}
+	return 100
 }
 
 // DefaultLDAPMinFullFraction is the shrink guard of a source that sets none.
@@ -128,6 +145,9 @@ func (s *LDAPSource) ApplyDefaults() {
 	ad := s.Dialect == LDAPDialectAD
 	if s.PageSize == 0 {
 		s.PageSize = 1000
+	}
+	if s.GroupPageSize == 0 {
+		s.GroupPageSize = s.GroupPage()
 	}
 	if s.BatchSize == 0 {
 		s.BatchSize = 1000
@@ -218,6 +238,9 @@ func (c *LDAPConfig) validate(p *Problems) {
 		}
 		if s.PageSize < 1 || s.PageSize > 100000 {
 			p.Addf(path+".pageSize", "want 1..100000, got %d", s.PageSize)
+		}
+		if s.GroupPageSize < 1 || s.GroupPageSize > 100000 {
+			p.Addf(path+".groupPageSize", "want 1..100000, got %d", s.GroupPageSize)
 		}
 		if s.BatchSize < 1 {
 			p.Addf(path+".batchSize", "want > 0, got %d", s.BatchSize)

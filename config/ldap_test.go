@@ -29,7 +29,7 @@ func TestLDAPExampleSection(t *testing.T) {
 	}
 	ad, _ := c.LDAP.Source("corp-ad")
 	if ad.BindPassword.Value() != "ad-secret" || ad.Attributes.StableID != "objectGUID" || ad.Attributes.UserName != "sAMAccountName" ||
-		ad.PageSize != 1000 || ad.ShrinkGuard() != 0.5 || ad.GroupBaseDNs[0] != "OU=Staff,DC=corp,DC=example" ||
+		ad.PageSize != 1000 || ad.GroupPageSize != 100 || ad.ShrinkGuard() != 0.5 || ad.GroupBaseDNs[0] != "OU=Staff,DC=corp,DC=example" ||
 		!strings.Contains(ad.UserFilter, "objectCategory=person") {
 		t.Fatalf("corp-ad defaults = %+v", ad)
 	}
@@ -38,7 +38,7 @@ func TestLDAPExampleSection(t *testing.T) {
 func TestLDAPValidateReportsEveryProblem(t *testing.T) {
 	c := LDAPConfig{Sources: []LDAPSource{
 		{Name: "a", URL: "http://x", Dialect: "novell", MemberAttribute: "members", BindDN: "cn=x", Correlate: []string{"phone"}},
-		{Name: "a", URL: "ldaps://x", StartTLS: true, UserBaseDNs: []string{"dc=x", "corp"}, MinFullFraction: ptr(2.0), ClientCertFile: "c.pem"},
+		{Name: "a", URL: "ldaps://x", StartTLS: true, UserBaseDNs: []string{"dc=x", "corp"}, MinFullFraction: ptr(2.0), GroupPageSize: -1, ClientCertFile: "c.pem"},
 	}}
 	c.defaults()
 	var p Problems
@@ -51,7 +51,7 @@ func TestLDAPValidateReportsEveryProblem(t *testing.T) {
 	for _, want := range []string{
 		"ldap.sources[0].url", "ldap.sources[0].dialect", "ldap.sources[0].memberAttribute", "ldap.sources[0].bindPassword",
 		"ldap.sources[0].userBaseDNs", "ldap.sources[0].correlate[0]", "ldap.sources[1].name: duplicate",
-		"ldap.sources[1].startTLS", "is not a DN", "ldap.sources[1].minFullFraction", "ldap.sources[1].clientCertFile",
+		"ldap.sources[1].startTLS", "is not a DN", "ldap.sources[1].minFullFraction", "ldap.sources[1].groupPageSize", "ldap.sources[1].clientCertFile",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("missing problem %q in:\n%s", want, all)
@@ -92,5 +92,16 @@ func TestLDAPMinFullFraction(t *testing.T) {
 				t.Errorf("ShrinkGuard() = %g, want %g", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestLDAPGroupPage(t *testing.T) {
+	for _, tc := range []struct {
+		page, group, want int
+	}{{0, 0, 100}, {1000, 0, 100}, {2, 0, 2}, {1000, 500, 500}, {10, 50, 50}} {
+		s := LDAPSource{PageSize: tc.page, GroupPageSize: tc.group}
+		if got := s.GroupPage(); got != tc.want {
+			t.Errorf("pageSize %d groupPageSize %d: GroupPage() = %d, want %d", tc.page, tc.group, got, tc.want)
+		}
 	}
 }

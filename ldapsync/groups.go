@@ -26,7 +26,7 @@ func (r *run) countGroups(ctx context.Context, filter string) (int, error) {
 	n := 0
 	for _, base := range r.s.src.GroupBaseDNs {
 		err := pagedSearch(ctx, r.conn, base, filter, append([]string{r.s.src.Attributes.StableID}, r.m.changeAttrs()...),
-			r.s.src.PageSize, timeLimit(r.s.src.RequestTimeout), func(entries []*ldap.Entry) error {
+			r.s.src.GroupPage(), timeLimit(r.s.src.RequestTimeout), func(entries []*ldap.Entry) error {
 				for _, e := range entries {
 					r.trackChange(r.m.changeOf(e))
 				}
@@ -58,7 +58,7 @@ func (r *run) fetchGroups(ctx context.Context, filter string) ([]grp, error) {
 	var failed []directory.RunItem
 	page := 0
 	for _, base := range r.s.src.GroupBaseDNs {
-		err := pagedSearch(ctx, r.conn, base, filter, r.m.groupAttrs(), r.s.src.PageSize, timeLimit(r.s.src.RequestTimeout),
+		err := pagedSearch(ctx, r.conn, base, filter, r.m.groupAttrs(), r.s.src.GroupPage(), timeLimit(r.s.src.RequestTimeout),
 			func(entries []*ldap.Entry) error {
 				for _, e := range entries {
 					g, err := r.m.group(r.conn, e)

@@ -25,6 +25,8 @@ type replayConn struct {
 	log      []string
 	closed   bool
 	noCookie bool // drop the paging control after the first page (a broken server)
+	// pageSizes records "filter size" for every paged search
+	pageSizes []string
 }
 
 type recReq struct {
@@ -100,6 +102,9 @@ func (c *replayConn) Search(req *ldap.SearchRequest) (*ldap.SearchResult, error)
 		}
 		page := 0
 		paging, _ := ldap.FindControl(req.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		if paging != nil {
+			c.pageSizes = append(c.pageSizes, fmt.Sprintf("%s %d", req.Filter, paging.PagingSize))
+		}
 		if paging != nil && len(paging.Cookie) > 0 {
 			page, _ = strconv.Atoi(string(paging.Cookie))
 		}

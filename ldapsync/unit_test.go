@@ -271,3 +271,34 @@ func TestADFailedRunKeepsCursor(t *testing.T) {
 func storeGroupByName(name string) store.GroupQuery {
 	return store.GroupQuery{Filter: store.Cmp{Field: "displayName", Op: store.OpEq, Value: name}, Limit: 10}
 }
+
+// TestGroupPageSize: group reads page by groupPageSize (a group entry
+// carries its whole member list), user reads by pageSize.
+func TestGroupPageSize(t *testing.T) {
+	st := openSQLite(t)
+	c := loadRecorded(t, "full")
+	src := adSource()
+	src.PageSize, src.GroupPageSize = 3, 1
+	s := New(src, st, Options{Dial: dialReplay(c)})
+	if _, err := s.Run(context.Background(), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	users, groups := 0, 0
+	for _, p := range c.pageSizes {
+		switch {
+		case strings.HasPrefix(p, src.GroupFilter+" "):
+			groups++
+			if !strings.HasSuffix(p, " 1") {
+				t.Errorf("group search paged as %q, want size 1", p)
+			}
+		case strings.HasPrefix(p, src.UserFilter+" "):
+			users++
+			if !strings.HasSuffix(p, " 3") {
+				t.Errorf("user search paged as %q, want size 3", p)
+			}
+		}
+	}
+	if users == 0 || groups == 0 {
+		t.Fatalf("paged searches: %q", c.pageSizes)
+	}
+}
