@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
@@ -364,10 +362,13 @@ func (d *Dialect) falseLiteral() string {
 
 // SCIMUpdateUser is UpdateUser for a caller that has read cur with
 // SCIMLockUser in this same transaction (a SCIM PUT or PATCH, which needs
-// the stored user to compute the new one): it does not read the user again,
-// checks uniqueness only when userName or e-mail change, and rewrites the
-// e-mails only when they change. Outcome, version and audit event are
-// UpdateUser's.
+// the stored user to compute the new one): it does not read the user again.
+// When the UPDATE is the SCIM write's last statement (e-mails, link and
+// grants untouched: same e-mails, same externalId, not deactivated) it also
+// takes the audit chain head's lock on PostgreSQL (execLockingHead), saving
+// the flush a round trip; it waits for no row (the user is locked already),
+// and nothing else is locked after the head. Outcome, version and audit
+// event are UpdateUser's.
 func (t *txn) SCIMUpdateUser(ctx context.Context, u *directory.User, cur directory.User, expectVersion int64) error {
 	op := fmt.Sprintf("update user %q", u.ID)
 	if u.ID == "" || u.ID != cur.ID {
@@ -376,53 +377,8 @@ func (t *txn) SCIMUpdateUser(ctx context.Context, u *directory.User, cur directo
 	if err := normalizeUser(u); err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
-	if cur.DeletedAt != nil {
-		return fmt.Errorf("store: %s: user is deleted: %w", op, store.ErrNotFound)
-	}
-	if expectVersion > 0 && expectVersion != cur.Version {
-		return fmt.Errorf("store: %s: stored version %d, expected %d: %w", op, cur.Version, expectVersion, store.ErrVersionMismatch)
-	}
-	u.CreatedAt, u.DeletedAt = cur.CreatedAt, nil
-	if sameUser(cur, *u) {
-		u.Version, u.UpdatedAt = cur.Version, cur.UpdatedAt
-		return nil
-	}
-	if !strings.EqualFold(u.UserName, cur.UserName) || !strings.EqualFold(u.Email, cur.Email) {
-		if err := t.checkUserUnique(ctx, op, u); err != nil {
-			return err
-		}
-	}
-	u.Version, u.UpdatedAt = cur.Version+1, t.s.nowUTC()
-	// The same statement as writeUserRow's.
-	upd := `UPDATE users SET user_name = ?, user_name_lc = ?, external_id = ?, email = ?, email_lc = ?,
-given_name = ?, family_name = ?, display_name = ?, display_name_lc = ?, active = ?, user_type = ?, firm_number = ?,
-usual_role = ?, location = ?, attrs = ?, version = ?, created_at = ?, updated_at = ?, deleted_at = ? WHERE id = ?`
-	args := append(t.userArgs(nil, u)[1:], u.ID)
-	same := sameEmails(cur.Emails, u.Emails)
-	// When this UPDATE is the SCIM write's last statement (e-mails, link
-	// and grants untouched: same e-mails, same externalId, not deactivated)
-	// it also takes the audit chain head's lock on PostgreSQL, saving the
-	// flush a round trip; it waits for no row (the user is locked already),
-	// and nothing else is locked after the head.
-	if same && u.ExternalID == cur.ExternalID && (u.Active || !cur.Active) && t.s.d.WriteCTE && !t.headLoaded {
-		err := t.c.QueryRow(ctx, `WITH w AS (`+upd+`)
-SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`, args...).Scan(&t.headSeq, &t.headHash)
-		if err != nil {
-			return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
-		}
-		t.headLoaded = true
-	} else if _, err := t.c.Exec(ctx, upd, args...); err != nil {
-		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
-	}
-	if !same {
-		if _, err := t.c.Exec(ctx, `DELETE FROM user_emails WHERE user_id = ?`, u.ID); err != nil {
-			return fmt.Errorf("store: %s: emails: %w", op, t.s.mapErr(err))
-		}
-		if err := t.insertEmails(ctx, []*directory.User{u}); err != nil {
-			return fmt.Errorf("store: %s: emails: %w", op, t.s.mapErr(err))
-		}
-	}
-	return t.record(ctx, "user.update", "user", u.ID, audit.Marshal(cur), audit.Marshal(u))
+	last := u.ExternalID == cur.ExternalID && (u.Active || !cur.Active)
+	return t.updateLockedUser(ctx, op, u, cur, expectVersion, last)
 }
 
 func sameEmails(a, b []directory.Email) bool {

@@ -379,11 +379,12 @@ func (t *txn) CreateUser(ctx context.Context, u *directory.User) error {
 }
 
 // writeUserRow replaces the stored row of an existing user and its e-mails.
-func (t *txn) writeUserRow(ctx context.Context, u *directory.User) error {
-	if _, err := t.c.Exec(ctx, `UPDATE users SET user_name = ?, user_name_lc = ?, external_id = ?, email = ?, email_lc = ?,
+const userUpdate = `UPDATE users SET user_name = ?, user_name_lc = ?, external_id = ?, email = ?, email_lc = ?,
 given_name = ?, family_name = ?, display_name = ?, display_name_lc = ?, active = ?, user_type = ?, firm_number = ?,
-usual_role = ?, location = ?, attrs = ?, version = ?, created_at = ?, updated_at = ?, deleted_at = ? WHERE id = ?`,
-		append(t.userArgs(nil, u)[1:], u.ID)...); err != nil {
+usual_role = ?, location = ?, attrs = ?, version = ?, created_at = ?, updated_at = ?, deleted_at = ? WHERE id = ?`
+
+func (t *txn) writeUserRow(ctx context.Context, u *directory.User) error {
+	if _, err := t.c.Exec(ctx, userUpdate, append(t.userArgs(nil, u)[1:], u.ID)...); err != nil {
 		return t.s.mapErr(err)
 	}
 	if _, err := t.c.Exec(ctx, `DELETE FROM user_emails WHERE user_id = ?`, u.ID); err != nil {
@@ -413,6 +414,15 @@ func (t *txn) UpdateUser(ctx context.Context, u *directory.User, expectVersion i
 	if err != nil {
 		return err
 	}
+	return t.updateLockedUser(ctx, op, u, cur, expectVersion, false)
+}
+
+// updateLockedUser replaces cur, read locked in this transaction, with the
+// normalized u: uniqueness is checked only when userName or e-mail change,
+// the e-mail rows are rewritten only when they change. last says the
+// caller writes nothing else when the e-mails are unchanged: the UPDATE
+// then also takes the audit head lock (execLockingHead).
+func (t *txn) updateLockedUser(ctx context.Context, op string, u *directory.User, cur directory.User, expectVersion int64, last bool) error {
 	if cur.DeletedAt != nil {
 		return fmt.Errorf("store: %s: user is deleted: %w", op, store.ErrNotFound)
 	}
@@ -424,13 +434,28 @@ func (t *txn) UpdateUser(ctx context.Context, u *directory.User, expectVersion i
 		u.Version, u.UpdatedAt = cur.Version, cur.UpdatedAt
 		return nil
 	}
-	if err := t.checkUserUnique(ctx, op, u); err != nil {
-		return err
+	if !strings.EqualFold(u.UserName, cur.UserName) || !strings.EqualFold(u.Email, cur.Email) {
+		if err := t.checkUserUnique(ctx, op, u); err != nil {
+			return err
+		}
 	}
-	u.Version, u.UpdatedAt = cur.Version+1, t.s.nowUTC()
 	// The version column makes a concurrent writer's change visible.
-	if err := t.writeUserRow(ctx, u); err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
+	u.Version, u.UpdatedAt = cur.Version+1, t.s.nowUTC()
+	same := sameEmails(cur.Emails, u.Emails)
+	exec := t.c.Exec
+	if last && same {
+		exec = t.execLockingHead
+	}
+	if _, err := exec(ctx, userUpdate, append(t.userArgs(nil, u)[1:], u.ID)...); err != nil {
+		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	if !same {
+		if _, err := t.c.Exec(ctx, `DELETE FROM user_emails WHERE user_id = ?`, u.ID); err != nil {
+			return fmt.Errorf("store: %s: emails: %w", op, t.s.mapErr(err))
+		}
+		if err := t.insertEmails(ctx, []*directory.User{u}); err != nil {
+			return fmt.Errorf("store: %s: emails: %w", op, t.s.mapErr(err))
+		}
 	}
 	return t.record(ctx, "user.update", "user", u.ID, audit.Marshal(cur), audit.Marshal(u))
 }
