@@ -241,13 +241,6 @@ func (r *batchRows) Close() {
 	_ = r.br.Close()
 }
 
-func (r *batchRows) Err() error {
-	if err := r.pgRows.Err(); err != nil {
-		return err
-	}
-	return nil
-}
-
 // batchRow scans its row, then closes the pipeline.
 type batchRow struct {
 	row pgx.Row

@@ -180,17 +180,20 @@ const bigList = 64
 // hashed list, whatever the table's size. Planning such a statement costs
 // far less than the rows it reads.
 func planFor(args []any) []any {
-	for _, a := range args {
-		if l, ok := a.([]string); ok && len(l) >= bigList {
-			return append([]any{pgx.QueryExecModeExec}, args...)
-		}
+	if unprepared(args) {
+		return append([]any{pgx.QueryExecModeExec}, args...)
 	}
 	return args
 }
 
-// unprepared says whether planFor would run the statement unprepared.
+// unprepared says whether a statement with args runs unprepared (planFor).
 func unprepared(args []any) bool {
-	return len(args) > 0 && len(planFor(args)) != len(args)
+	for _, a := range args {
+		if l, ok := a.([]string); ok && len(l) >= bigList {
+			return true
+		}
+	}
+	return false
 }
 
 func (c pgConn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
