@@ -202,6 +202,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
+		// A wake-up sent before next reads the queue is answered by this
+		// read: drop it, so that it does not start a second pass that arms
+		// its timer from a clock read before the timer before it fired.
+		select {
+		case <-w.wake:
+		default:
+		}
 		ids, wait := w.next()
 		if len(ids) == 0 {
 			<-sem
@@ -220,7 +227,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem; w.signal() }()
+			defer func() { w.signal(); <-sem }() // signal first: the loop waiting for the slot drops it
 			w.process(context.WithoutCancel(ctx), ids)
 		}()
 	}
