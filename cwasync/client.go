@@ -1,21 +1,19 @@
 package cwasync
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 )
 
@@ -105,8 +103,7 @@ type ClientOptions struct {
 	// ErrUnavailable instead of waiting (default 2m).
 	MaxRetryAfter time.Duration
 	MaxBodyBytes  int64 // default 256 MiB
-	MaxConns      int   // idle connections kept per host, default 16
-	HTTPClient    *http.Client
+	MaxConns      int   // connections to the API at most, default 16
 	Log           *zap.Logger
 
 	// Sleep waits d or until ctx ends (tests inject a recorder).
@@ -117,12 +114,15 @@ type ClientOptions struct {
 
 // Client talks to the Provider Data API. It is safe for concurrent use.
 type Client struct {
-	base   *url.URL
-	o      ClientOptions
-	hc     *http.Client
-	log    *zap.Logger
-	sleep  func(context.Context, time.Duration) error
-	jitter func() float64
+	base *url.URL
+	o    ClientOptions
+	// baseURI is base without a trailing slash, request paths appended.
+	baseURI string
+	hc      *fasthttp.HostClient
+	conns   connSet
+	log     *zap.Logger
+	sleep   func(context.Context, time.Duration) error
+	jitter  func() float64
 	// apiKeyHeader is o.APIKeyHeader in canonical form (requests set the
 	// header map directly).
 	apiKeyHeader string
@@ -158,13 +158,10 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if o.MaxConns <= 0 {
 		o.MaxConns = 16
 	}
-	c := &Client{base: u, o: o, hc: o.HTTPClient, log: o.Log, sleep: o.Sleep, jitter: o.Jitter,
+	c := &Client{base: u, baseURI: u.String(), o: o, log: o.Log, sleep: o.Sleep, jitter: o.Jitter,
 		apiKeyHeader: http.CanonicalHeaderKey(o.APIKeyHeader)}
-	if c.hc == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = o.MaxConns
-		tr.MaxIdleConns = o.MaxConns
-		c.hc = &http.Client{Transport: tr}
+	if c.hc, err = newHostClient(u, o, &c.conns); err != nil {
+		return nil, err
 	}
 	if c.log == nil {
 		c.log = zap.NewNop()
@@ -417,44 +414,24 @@ func (c *Client) LoginByEmail(ctx context.Context, email string) (login string, 
 	return v.User.UserLogin, true, nil
 }
 
-// bodyPool recycles response buffers: a sync makes one request per firm
-// and per login, and decoding copies what it keeps out of the buffer.
-var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// maxPooledBody: larger buffers (the snapshot's) are left to the GC.
-const maxPooledBody = 64 << 10
-
 // getJSON GETs path and decodes the body into v, retrying transient
 // failures with exponential backoff and jitter.
 func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) error {
-	// path is escaped (the callers escape its segments): keep that form on
-	// the wire (RawPath) and the decoded one in Path.
-	u := *c.base
-	dec, err := url.PathUnescape(path)
-	if err != nil {
-		return fmt.Errorf("bad request path %q: %w", path, err)
-	}
-	u.RawPath = c.base.EscapedPath() + path
-	u.Path += dec
+	// path is escaped (the callers escape its segments) and sent as is.
+	uri := c.baseURI + path
 	if len(q) > 0 {
-		u.RawQuery = q.Encode()
+		uri += "?" + q.Encode()
+	}
+	decode := func(b []byte) error {
+		if err := decodeStrict(b, v); err != nil {
+			return fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return nil
 	}
 	for attempt := 1; ; attempt++ {
-		buf := bodyPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		retry, wait, err := c.do(ctx, &u, buf)
+		retry, wait, err := c.attempt(ctx, uri, decode)
 		if err == nil {
-			err = decodeStrict(buf.Bytes(), v)
-			if buf.Cap() <= maxPooledBody {
-				bodyPool.Put(buf)
-			}
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrMalformed, err)
-			}
 			return nil
-		}
-		if buf.Cap() <= maxPooledBody {
-			bodyPool.Put(buf)
 		}
 		if !retry || attempt >= c.o.MaxAttempts || ctx.Err() != nil {
 			if retry && ctx.Err() == nil {
@@ -483,65 +460,6 @@ func (c *Client) backoff(attempt int) time.Duration {
 	}
 	return time.Duration(d * (0.5 + c.jitter()/2))
 }
-
-// do performs one attempt, reading a 2xx body into buf. retry says whether
-// the failure is transient; wait is the server's Retry-After, when it gave
-// one.
-func (c *Client) do(ctx context.Context, u *url.URL, buf *bytes.Buffer) (retry bool, wait time.Duration, err error) {
-	actx, cancel := context.WithTimeout(ctx, c.o.Timeout)
-	defer cancel()
-	// The request is built directly (not from a URL string, which would be
-	// parsed again on every one of a sync's ~55,000 requests).
-	hdr := make(http.Header, 2)
-	hdr[c.apiKeyHeader] = []string{c.o.APIKey}
-	hdr["Accept"] = acceptJSON
-	req := (&http.Request{Method: http.MethodGet, URL: u, Host: u.Host, Header: hdr,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(actx)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, 0, ctx.Err()
-		}
-		// Connection refused/reset, per-attempt timeout: transient. The
-		// url.Error names the URL, never the header carrying the key.
-		return true, 0, err
-	}
-	defer resp.Body.Close()
-	if n := resp.ContentLength; n > 0 && n <= c.o.MaxBodyBytes {
-		buf.Grow(int(n) + 1) // one allocation for the large snapshot body
-	}
-	_, err = buf.ReadFrom(io.LimitReader(resp.Body, c.o.MaxBodyBytes+1))
-	body := buf.Bytes()
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, 0, ctx.Err()
-		}
-		return true, 0, fmt.Errorf("read body (truncated?): %w", err)
-	}
-	if int64(len(body)) > c.o.MaxBodyBytes {
-		return false, 0, fmt.Errorf("%w: body larger than %d bytes", ErrMalformed, c.o.MaxBodyBytes)
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return false, 0, nil
-	}
-	code := errorCode(body)
-	ra, hasRA := retryAfter(resp.Header.Get("Retry-After"), time.Now)
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return false, 0, fmt.Errorf("%w (HTTP %d)", ErrUnauthorized, resp.StatusCode)
-	case resp.StatusCode == http.StatusNotFound:
-		return false, 0, ErrNotFound
-	case resp.StatusCode == http.StatusServiceUnavailable && code == "OUT_OF_HOURS":
-		return false, 0, fmt.Errorf("%w: outside service hours (HTTP 503)", ErrUnavailable)
-	case hasRA && ra > c.o.MaxRetryAfter:
-		return false, 0, fmt.Errorf("%w: HTTP %d with Retry-After %s (more than %s)", ErrUnavailable, resp.StatusCode, ra, c.o.MaxRetryAfter)
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return true, ra, &StatusError{Status: resp.StatusCode, Code: code}
-	}
-	return false, 0, &StatusError{Status: resp.StatusCode, Code: code}
-}
-
-var acceptJSON = []string{"application/json"}
 
 // retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
 func retryAfter(h string, now func() time.Time) (time.Duration, bool) {

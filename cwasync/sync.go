@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -338,16 +339,10 @@ func (s *Syncer) fetchLogins(ctx context.Context, snap *Snapshot) (map[string]*f
 	}
 	sort.Strings(firms)
 	perFirm := make([][]ProviderUser, len(firms))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.o.Concurrency)
-	for i, n := range firms {
-		g.Go(func() error {
-			us, err := s.api.FirmUsers(gctx, n)
-			perFirm[i] = us
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	if err := forEach(ctx, len(firms), s.o.Concurrency, func(ctx context.Context, i int) (err error) {
+		perFirm[i], err = s.api.FirmUsers(ctx, firms[i])
+		return err
+	}); err != nil {
 		return nil, nil, err
 	}
 
@@ -372,22 +367,26 @@ func (s *Syncer) fetchLogins(ctx context.Context, snap *Snapshot) (map[string]*f
 	}
 
 	var byEmail map[string]string
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(s.o.Concurrency)
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
 		byEmail, err = s.usersByEmail(gctx)
 		return err
 	})
+	todo := make([]*fetchedLogin, 0, len(logins))
 	for _, l := range logins {
-		g.Go(func() error {
-			codes, err := s.api.UserOffices(gctx, l.user.UserLogin)
+		todo = append(todo, l)
+	}
+	g.Go(func() error {
+		return forEach(gctx, len(todo), s.o.Concurrency, func(ctx context.Context, i int) error {
+			l := todo[i]
+			codes, err := s.api.UserOffices(ctx, l.user.UserLogin)
 			if err != nil {
 				return err
 			}
 			l.codes, l.reject = snap.loginFacts(l.firm, codes)
 			return nil
 		})
-	}
+	})
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
@@ -800,4 +799,27 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// forEach calls fn(ctx, i) for every i in [0, n) on conc workers and
+// returns the first error, cancelling the ctx the others see. A fixed set
+// of workers, not a goroutine per call: a sync makes ~55,000 calls, and a
+// fresh goroutine grows its stack through the HTTP client on every one.
+func forEach(ctx context.Context, n, conc int, fn func(ctx context.Context, i int) error) error {
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for w := 0; w < max(1, min(conc, n)); w++ {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || gctx.Err() != nil {
+					return gctx.Err()
+				}
+				if err := fn(gctx, i); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	return g.Wait()
 }

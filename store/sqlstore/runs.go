@@ -189,17 +189,26 @@ func (t *txn) AddRunItems(ctx context.Context, items []directory.RunItem) error 
 	if len(items) == 0 {
 		return nil
 	}
+	// Each run must exist. Its row is locked FOR KEY SHARE (what the foreign
+	// key's trigger did before PostgreSQL migration 0052 replaced the key with
+	// this check) in the statement that reads its last item number.
+	lock := ""
+	if t.s.d.Name == "postgres" {
+		lock = " FOR KEY SHARE OF r"
+	}
 	next := map[string]int64{}
 	for i := range items {
 		it := &items[i]
-		if it.Seq != 0 {
-			continue
-		}
 		n, ok := next[it.RunID]
 		if !ok {
-			if err := t.c.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM run_items WHERE run_id = ?`, it.RunID).Scan(&n); err != nil {
-				return fmt.Errorf("store: add run items: %w", err)
+			err := t.c.QueryRow(ctx, `SELECT (SELECT COALESCE(MAX(i.seq), 0) FROM run_items i WHERE i.run_id = r.id) FROM runs r WHERE r.id = ?`+lock, it.RunID).Scan(&n)
+			if err != nil {
+				return fmt.Errorf("store: add run items: run %q: %w", it.RunID, t.s.mapErr(err))
 			}
+		}
+		if it.Seq != 0 {
+			next[it.RunID] = max(n, it.Seq)
+			continue
 		}
 		n++
 		it.Seq, next[it.RunID] = n, n

@@ -1089,6 +1089,22 @@ func testRuns(e *env) {
 	if len(e.events()) != n {
 		t.Fatal("AddRunItems recorded audit events")
 	}
+	// Items of a run that does not exist are refused, and nothing of the
+	// transaction is kept (PostgreSQL has no foreign key here since its
+	// migration 0052: the store checks).
+	err = e.update(func(tx store.Tx) error {
+		if err := tx.SetCursor(e.ctx, "run-items-probe", "x"); err != nil {
+			return err
+		}
+		return tx.AddRunItems(e.ctx, []directory.RunItem{{RunID: "no-such-run", Action: "created", ObjectType: "user", ObjectID: "u9"}})
+	})
+	wantErr(t, err, store.ErrNotFound)
+	if !strings.Contains(err.Error(), `"no-such-run"`) {
+		t.Fatalf("error %q does not name the run", err)
+	}
+	if _, err := e.s.GetCursor(e.ctx, "run-items-probe"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused transaction left its cursor: %v", err)
+	}
 	items, _ := e.s.ListRunItems(e.ctx, store.RunItemQuery{RunID: r.ID})
 	if len(items) != 3 || items[0].Seq != 1 || items[2].Seq != 3 || items[2].ObjectID != "u3" || string(items[0].After) != `{"a":1}` || items[1].Reason != "not in source" {
 		t.Fatalf("items = %+v", items)
