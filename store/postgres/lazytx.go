@@ -219,15 +219,23 @@ func (t *lazyTx) Rollback(ctx context.Context) error {
 	return nil
 }
 
-// CopyFrom bulk-loads rows with COPY (sqlstore.Copier).
-func (t *lazyTx) CopyFrom(ctx context.Context, table string, cols []string, rows [][]any) (int64, error) {
+// CopyFrom bulk-loads n rows with COPY (sqlstore.Copier); pgx calls row
+// from its encoding goroutine while it streams the rows before.
+func (t *lazyTx) CopyFrom(ctx context.Context, table string, cols []string, n int, row func(i int) []any) (int64, error) {
 	if err := t.check(); err != nil {
 		return 0, err
 	}
 	if err := t.begin(ctx); err != nil {
 		return 0, err
 	}
-	return t.conn.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	i := 0
+	return t.conn.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+		if i == n {
+			return nil, nil
+		}
+		i++
+		return row(i - 1), nil
+	}))
 }
 
 // batchRows closes the pipeline with the rows.

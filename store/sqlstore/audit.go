@@ -68,16 +68,23 @@ func (t *txn) flush(ctx context.Context, commit bool) (committed bool, err error
 		}
 		t.headLoaded = true
 	}
-	for i := range t.pending {
-		audit.Seal(&t.pending[i], t.headSeq, t.headHash)
-		t.headSeq, t.headHash = t.pending[i].Seq, t.pending[i].Hash
-	}
-	rows := make([][]any, len(t.pending))
-	for i, e := range t.pending {
-		rows[i] = []any{e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
+	// Each event is sealed after the one before (the chain); row seals
+	// event i and encodes it. A large flush seals during the COPY
+	// (bulkInsertFunc: the hashing overlaps the server's inserts).
+	seq, hash := t.headSeq, t.headHash
+	row := func(i int) []any {
+		e := &t.pending[i]
+		audit.Seal(e, seq, hash)
+		seq, hash = e.Seq, e.Hash
+		return []any{e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
 			jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash}
 	}
-	if d.WriteCTE && len(rows) <= smallFlush {
+	if d.WriteCTE && len(t.pending) <= smallFlush {
+		rows := make([][]any, len(t.pending))
+		for i := range rows {
+			rows[i] = row(i)
+		}
+		t.headSeq, t.headHash = seq, hash
 		// The events and the new head in one statement: one round trip
 		// instead of COPY's two and the UPDATE's one (an interactive write,
 		// e.g. a SCIM request or a first case access, writes one event).
@@ -107,14 +114,55 @@ func (t *txn) flush(ctx context.Context, commit bool) (committed bool, err error
 		t.pending = t.pending[:0]
 		return false, nil
 	}
-	if err := t.bulkInsert(ctx, "audit_events", auditColList, rows, ""); err != nil {
+	if err := t.bulkInsertFunc(ctx, "audit_events", auditColList, len(t.pending), row); err != nil {
 		return false, fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
 	}
+	t.headSeq, t.headHash = seq, hash
 	if _, err := t.c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.headSeq, t.headHash); err != nil {
 		return false, fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
 	}
 	t.pending = t.pending[:0]
 	return false, nil
+}
+
+// writeEvents appends n events, made on demand by ev (in order), to the
+// chain after the buffered ones, for bulk writes: with COPY, making an
+// event (e.g. marshalling the object) and sealing it happen while the
+// events before it stream to the server (bulkInsertFunc), instead of before
+// the whole write. The events are not buffered; the chain head is advanced
+// in the same transaction.
+func (t *txn) writeEvents(ctx context.Context, n int, ev func(i int) audit.Event) error {
+	if n == 0 {
+		return nil
+	}
+	if err := t.flushAudit(ctx); err != nil { // the buffered events come first
+		return err
+	}
+	d := t.s.d
+	if !t.headLoaded {
+		err := t.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&t.headSeq, &t.headHash)
+		if err != nil {
+			return fmt.Errorf("store: audit: lock chain head: %w", t.s.mapErr(err))
+		}
+		t.headLoaded = true
+	}
+	seq, hash := t.headSeq, t.headHash
+	row := func(i int) []any {
+		e := ev(i)
+		e.Time, e.Actor, e.RunID, e.RequestID = t.s.nowUTC(), t.meta.Actor, t.meta.RunID, t.meta.RequestID
+		audit.Seal(&e, seq, hash)
+		seq, hash = e.Seq, e.Hash
+		return []any{e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
+			jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash}
+	}
+	if err := t.bulkInsertFunc(ctx, "audit_events", auditColList, n, row); err != nil {
+		return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
+	}
+	t.headSeq, t.headHash = seq, hash
+	if _, err := t.c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.headSeq, t.headHash); err != nil {
+		return fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
+	}
+	return nil
 }
 
 // execLockingHead runs a data-modifying statement (INSERT, UPDATE or

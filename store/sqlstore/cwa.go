@@ -248,7 +248,8 @@ func bulkPut[V any](ctx context.Context, t *txn, op string, items []*V,
 			return n, fmt.Errorf("store: %s: %w", op, err)
 		}
 		var fresh [][]any
-		var updates []*V
+		var updates, written []*V
+		var befores []json.RawMessage
 		for _, it := range chunk {
 			c, exists := cur[key(it)]
 			if !changed(it, c, exists) {
@@ -261,10 +262,7 @@ func bulkPut[V any](ctx context.Context, t *txn, op string, items []*V,
 			} else {
 				fresh = append(fresh, args(it))
 			}
-			if err := t.record(ctx, action, objectType, key(it), before, audit.Marshal(it)); err != nil {
-				return n, err
-			}
-			n++
+			written, befores = append(written, it), append(befores, before)
 		}
 		if err := t.bulkInsert(ctx, table, cols, fresh, ""); err != nil {
 			return n, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
@@ -272,6 +270,15 @@ func bulkPut[V any](ctx context.Context, t *txn, op string, items []*V,
 		if err := upsertRows(ctx, t, table, cols, onConflict, updates, args); err != nil {
 			return n, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 		}
+		// One event per written row, marshalled while the events stream
+		// (writeEvents); the items do not change before this returns.
+		if err := t.writeEvents(ctx, len(written), func(i int) audit.Event {
+			return audit.Event{Action: action, ObjectType: objectType, ObjectID: key(written[i]),
+				Before: befores[i], After: audit.Marshal(written[i])}
+		}); err != nil {
+			return n, err
+		}
+		n += len(written)
 	}
 	return n, nil
 }

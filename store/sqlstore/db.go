@@ -201,9 +201,14 @@ func placeholders(n int) string {
 }
 
 // Copier is implemented by transactions that can bulk-load rows faster than
-// multi-row INSERT (PostgreSQL COPY). Rows hold already-encoded arguments.
+// multi-row INSERT (PostgreSQL COPY). row(i) returns row i's already-encoded
+// arguments, for i = 0 .. n-1 in order. It is called while the rows before
+// it stream to the server (on PostgreSQL from pgx's encoding goroutine,
+// while CopyFrom waits), so work done in row overlaps the server's; row must
+// touch nothing that runs concurrently, and CopyFrom returns only after its
+// last call.
 type Copier interface {
-	CopyFrom(ctx context.Context, table string, cols []string, rows [][]any) (int64, error)
+	CopyFrom(ctx context.Context, table string, cols []string, n int, row func(i int) []any) (int64, error)
 }
 
 // ExecCommitter is implemented by transactions that can send their last
@@ -221,7 +226,7 @@ func (t *txn) bulkInsert(ctx context.Context, table string, cols []string, rows 
 		return nil
 	}
 	if cp, ok := t.raw.(Copier); ok && suffix == "" {
-		_, err := cp.CopyFrom(ctx, table, cols, rows)
+		_, err := cp.CopyFrom(ctx, table, cols, len(rows), func(i int) []any { return rows[i] })
 		return err
 	}
 	per := t.s.d.MaxRowsPerInsert
@@ -246,4 +251,22 @@ func (t *txn) bulkInsert(ctx context.Context, table string, cols []string, rows 
 		}
 	}
 	return nil
+}
+
+// bulkInsertFunc is bulkInsert with rows made on demand, in order: with
+// COPY, row(i) runs while the earlier rows are on their way to the server
+// (Copier), so the work of making them is not added to the server's.
+func (t *txn) bulkInsertFunc(ctx context.Context, table string, cols []string, n int, row func(i int) []any) error {
+	if n == 0 {
+		return nil
+	}
+	if cp, ok := t.raw.(Copier); ok {
+		_, err := cp.CopyFrom(ctx, table, cols, n, row)
+		return err
+	}
+	rows := make([][]any, n)
+	for i := range rows {
+		rows[i] = row(i)
+	}
+	return t.bulkInsert(ctx, table, cols, rows, "")
 }

@@ -213,11 +213,11 @@ func (t *txn) AddRunItems(ctx context.Context, items []directory.RunItem) error 
 		n++
 		it.Seq, next[it.RunID] = n, n
 	}
-	rows := make([][]any, len(items))
-	for i, it := range items {
-		rows[i] = []any{it.RunID, it.Seq, it.Action, it.ObjectType, it.ObjectID, it.Reason, jarg(it.Before), jarg(it.After)}
+	row := func(i int) []any {
+		it := &items[i]
+		return []any{it.RunID, it.Seq, it.Action, it.ObjectType, it.ObjectID, it.Reason, jarg(it.Before), jarg(it.After)}
 	}
-	if err := t.bulkInsert(ctx, "run_items", []string{"run_id", "seq", "action", "object_type", "object_id", "reason", "before_json", "after_json"}, rows, ""); err != nil {
+	if err := t.bulkInsertFunc(ctx, "run_items", []string{"run_id", "seq", "action", "object_type", "object_id", "reason", "before_json", "after_json"}, len(items), row); err != nil {
 		return fmt.Errorf("store: add run items: %w", t.s.mapErr(err))
 	}
 	return nil
