@@ -43,6 +43,7 @@ import (
 	"github.com/dirsyncd/dirsyncd/store"
 	"github.com/dirsyncd/dirsyncd/store/postgres"
 	"github.com/dirsyncd/dirsyncd/store/sqlite"
+	"github.com/dirsyncd/dirsyncd/store/sqlstore"
 )
 
 const (
@@ -54,6 +55,7 @@ const (
 type opts struct {
 	target, token, storeKind, path, dsn, label string
 	cpuProfile, profilePhase                   string
+	pgPlans, pgAnalyze                         bool
 	users, groups, members, conc, pgConns      int
 	duration                                   time.Duration
 	pgPool                                     *pgxpool.Pool // -store postgres: reads the backends' CPU (pgcpu.go)
@@ -76,6 +78,8 @@ func main() {
 	flag.IntVar(&o.pgConns, "pg-conns", config.DefaultMaxConns, "PostgreSQL pool size of the in-process dirsyncd (default: the daemon's, store.maxConns)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (of the phase -profile names)")
 	flag.StringVar(&o.profilePhase, "profile", "all", "what -cpuprofile covers: all, create or mixed")
+	flag.BoolVar(&o.pgAnalyze, "pg-analyze", false, "with -store postgres: ANALYZE after the create phase (the statistics autovacuum gathers within a minute or two of such a load)")
+	flag.BoolVar(&o.pgPlans, "pg-plans", false, "with -store postgres: after the mixed phase, print generic/custom plan counts of the prepared statements (pgplans.go)")
 	flag.Parse()
 	if o.profilePhase != "all" && o.profilePhase != "create" && o.profilePhase != "mixed" {
 		fmt.Fprintf(os.Stderr, "scimload: -profile must be all, create or mixed, not %q\n", o.profilePhase)
@@ -169,6 +173,11 @@ func run(ctx context.Context, o opts) error {
 	if err != nil {
 		return err
 	}
+	if o.pgAnalyze && o.pgPool != nil {
+		if _, err := o.pgPool.Exec(ctx, "ANALYZE"); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+	}
 	// Phase 2: mixed workload.
 	cpu0 := processCPU()
 	pg0 := o.pgCPU(ctx)
@@ -218,6 +227,13 @@ func run(ctx context.Context, o opts) error {
 	}
 	out, _ := json.Marshal(res)
 	fmt.Println("RESULT " + string(out))
+	if ss, ok := o.st.(*sqlstore.Store); ok && o.pgPlans && ss.Dialect() == "postgres" {
+		ps, err := pgPlans(ctx, ss, o.pgConns)
+		if err != nil {
+			return err
+		}
+		printPlans(os.Stdout, o.label, ps, 100, 160)
+	}
 	if mixed.errors > 0 {
 		return fmt.Errorf("%d mixed requests failed (first: %v)", mixed.errors, mixed.firstErr)
 	}

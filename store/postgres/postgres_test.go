@@ -113,7 +113,7 @@ func TestLookupsUseIndexes(t *testing.T) {
 	tests := []struct{ query, index string }{
 		{"SELECT id FROM users u WHERE u.user_name_lc = 'a' AND u.deleted_at IS NULL", "users_user_name_uq"},
 		{"SELECT id FROM users u WHERE u.email_lc = 'a' AND u.email_lc <> '' AND u.deleted_at IS NULL", "users_email_uq"},
-		{"SELECT id FROM users u WHERE u.deleted_at IS NULL AND u.external_id = 'a'", "users_external_id_idx"},
+		{"SELECT id FROM users u WHERE u.deleted_at IS NULL AND u.external_id = 'a'", "users_external_id_live_idx"}, // 0030
 		{"SELECT 1 FROM user_emails e WHERE e.value_lc = 'a'", "user_emails_value_idx"},
 		{"SELECT user_id FROM group_members WHERE user_id = 'a'", "group_members_user_idx"},
 	}

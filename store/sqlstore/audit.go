@@ -61,6 +61,9 @@ func (t *txn) flush(ctx context.Context, commit bool) (committed bool, err error
 		return false, nil
 	}
 	d := t.s.d
+	if !t.headLoaded && d.WriteCTE && len(t.pending) <= smallFlush {
+		return t.flushChainInSQL(ctx, commit) // the head locked last, for one statement (scim_auditchain.go)
+	}
 	if !t.headLoaded {
 		err := t.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&t.headSeq, &t.headHash)
 		if err != nil {

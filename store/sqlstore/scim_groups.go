@@ -56,17 +56,19 @@ func (t *txn) SCIMAddMembers(ctx context.Context, groupID string, userIDs []stri
 		return nil, nil
 	}
 	in, arg := t.inOrEq("id", ids)
-	var added []string
-	if t.s.d.WriteCTE && !t.headLoaded {
-		err = t.c.QueryRow(ctx, `WITH w AS (INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
-			` AND deleted_at IS NULL FOR KEY SHARE ON CONFLICT DO NOTHING RETURNING user_id),
-n AS (SELECT array_agg(user_id ORDER BY user_id) AS ids FROM w)
-SELECT h.seq, h.hash, n.ids FROM audit_head h, n WHERE h.id = 1 FOR UPDATE OF h`, groupID, arg).Scan(&t.headSeq, &t.headHash, &added)
-		t.headLoaded = err == nil
-	} else {
-		added, err = t.memberWrite(ctx, false, `INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
-			` AND deleted_at IS NULL ON CONFLICT DO NOTHING RETURNING user_id`, groupID, arg)
+	// The users' rows are locked FOR KEY SHARE first (on PostgreSQL; the
+	// foreign-key check would take that lock at the end of the statement
+	// anyway). The audit chain head is not locked here: the flush locks it
+	// in its own statement, the transaction's last before COMMIT
+	// (flushChainInSQL), so it is always the last lock a member addition
+	// waits for and is never held while this statement waits for a user
+	// row (TestMemberAddBesideLockedUserWrite).
+	keyShare := ""
+	if t.s.d.WriteCTE {
+		keyShare = " FOR KEY SHARE"
 	}
+	added, err := t.memberWrite(ctx, `INSERT INTO group_members (group_id, user_id) SELECT ?, id FROM users WHERE `+in+
+		` AND deleted_at IS NULL`+keyShare+` ON CONFLICT DO NOTHING RETURNING user_id`, groupID, arg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
@@ -93,7 +95,7 @@ func (t *txn) SCIMRemoveMembers(ctx context.Context, groupID string, userIDs []s
 		return nil
 	}
 	in, arg := t.inOrEq("user_id", ids)
-	removed, err := t.memberWrite(ctx, true, `DELETE FROM group_members WHERE group_id = ? AND `+in+` RETURNING user_id`, groupID, arg)
+	removed, err := t.memberWrite(ctx, `DELETE FROM group_members WHERE group_id = ? AND `+in+` RETURNING user_id`, groupID, arg)
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
 	}
@@ -106,40 +108,9 @@ func (t *txn) SCIMRemoveMembers(ctx context.Context, groupID string, userIDs []s
 }
 
 // memberWrite runs an INSERT or DELETE ... RETURNING user_id and returns
-// the ids in order. With lockHead, where the dialect runs writes inside
-// WITH (PostgreSQL) and the chain head is not locked yet, the same
-// statement locks and reads it (as execLockingHead does).
-func (t *txn) memberWrite(ctx context.Context, lockHead bool, q string, args ...any) ([]string, error) {
-	if !lockHead || !t.s.d.WriteCTE || t.headLoaded {
-		ids, err := t.strings(ctx, q, args...)
-		sort.Strings(ids)
-		return ids, err
-	}
-	rows, err := t.c.Query(ctx, `WITH w AS (`+q+`)
-SELECT w.user_id, h.seq, h.hash FROM audit_head h LEFT JOIN w ON true WHERE h.id = 1 FOR UPDATE OF h`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	n := 0
-	for rows.Next() {
-		var id *string
-		if err := rows.Scan(&id, &t.headSeq, &t.headHash); err != nil {
-			return nil, err
-		}
-		n++
-		if id != nil {
-			ids = append(ids, *id)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("audit chain head: %w", ErrNoRows)
-	}
-	t.headLoaded = true
+// the ids in order.
+func (t *txn) memberWrite(ctx context.Context, q string, args ...any) ([]string, error) {
+	ids, err := t.strings(ctx, q, args...)
 	sort.Strings(ids)
-	return ids, nil
+	return ids, err
 }

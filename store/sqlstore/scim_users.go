@@ -107,8 +107,17 @@ func (r *reader) queryUsersExtras(ctx context.Context, tail, order string, grant
 	if r.s.d.Name == "postgres" {
 		gExpr = `(SELECT json_agg(json_build_array(gr.firm_number, gr.service, gr.role, gr.all_offices, gr.offices)
  ORDER BY gr.firm_number, gr.service, gr.role, gr.id) FROM grants gr WHERE gr.user_id = p.id)`
+		// The groups are read from the user's memberships, each group by
+		// its primary key: the LATERAL with OFFSET 0 is not pulled up into
+		// a join the planner may reorder, and deleted_at is tested outside
+		// it, so it cannot prefer a partial index "WHERE deleted_at IS NULL"
+		// either. With missing or stale statistics on groups (a fresh
+		// install) PostgreSQL otherwise scans every live group through
+		// groups_display_name_uq and probes the memberships once per group:
+		// O(groups) per user rendered (TestSCIMLookupPlans).
 		mExpr = `(SELECT json_agg(json_build_array(g.id, g.display_name) ORDER BY g.id)
- FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = p.id AND g.deleted_at IS NULL)`
+ FROM group_members m CROSS JOIN LATERAL (SELECT g.id, g.display_name, g.deleted_at FROM groups g WHERE g.id = m.group_id OFFSET 0) g
+ WHERE m.user_id = p.id AND g.deleted_at IS NULL)`
 	} else {
 		gExpr = `(SELECT json_group_array(json_array(gr.firm_number, gr.service, gr.role, gr.all_offices, json(gr.offices))
  ORDER BY gr.firm_number, gr.service, gr.role, gr.id) FROM grants gr WHERE gr.user_id = p.id)`
@@ -363,12 +372,11 @@ func (d *Dialect) falseLiteral() string {
 // SCIMUpdateUser is UpdateUser for a caller that has read cur with
 // SCIMLockUser in this same transaction (a SCIM PUT or PATCH, which needs
 // the stored user to compute the new one): it does not read the user again.
-// When the UPDATE is the SCIM write's last statement (e-mails, link and
-// grants untouched: same e-mails, same externalId, not deactivated) it also
-// takes the audit chain head's lock on PostgreSQL (execLockingHead), saving
-// the flush a round trip; it waits for no row (the user is locked already),
-// and nothing else is locked after the head. Outcome, version and audit
-// event are UpdateUser's.
+// The audit chain head is not locked by the UPDATE (as it was before the
+// head moved into the flush's own statement, flushChainInSQL): taken there,
+// it is held for one statement and the COMMIT instead of a round trip, and
+// it stays the last lock the write takes. Outcome, version and audit event
+// are UpdateUser's.
 func (t *txn) SCIMUpdateUser(ctx context.Context, u *directory.User, cur directory.User, expectVersion int64) error {
 	op := fmt.Sprintf("update user %q", u.ID)
 	if u.ID == "" || u.ID != cur.ID {
@@ -377,8 +385,7 @@ func (t *txn) SCIMUpdateUser(ctx context.Context, u *directory.User, cur directo
 	if err := normalizeUser(u); err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
-	last := u.ExternalID == cur.ExternalID && (u.Active || !cur.Active)
-	return t.updateLockedUser(ctx, op, u, cur, expectVersion, last)
+	return t.updateLockedUser(ctx, op, u, cur, expectVersion, false)
 }
 
 func sameEmails(a, b []directory.Email) bool {

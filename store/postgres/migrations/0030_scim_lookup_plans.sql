@@ -1,0 +1,12 @@
+-- 0030 SCIM lookups: an index that answers `externalId eq "…"` for live
+-- users by itself (Entra's and Okta's lookup; the SCIM filter translation
+-- adds deleted_at IS NULL). With only users_external_id_idx, a planner
+-- whose statistics are missing or stale (a fresh install during its first
+-- provisioning cycle, before autovacuum has analyzed users) ANDs that index
+-- with a full scan of the partial users_user_name_uq as a "deleted_at IS
+-- NULL" bitmap: 10,000 index entries read per lookup at 10,000 users (2.5 ms
+-- per lookup measured in the SCIM load run, against 0.35 ms for userName).
+-- A partial index matching both conditions is the cheapest path whatever
+-- the statistics say. users_external_id_idx stays for lookups that include
+-- deleted users.
+CREATE INDEX users_external_id_live_idx ON users (external_id) WHERE deleted_at IS NULL;
