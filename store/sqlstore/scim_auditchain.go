@@ -85,7 +85,17 @@ func (t *txn) flushChainInSQL(ctx context.Context, commit bool) (committed bool,
 	d := t.s.d
 	var b strings.Builder
 	args := make([]any, 0, len(t.pending)*10)
-	b.WriteString("WITH h AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE)")
+	if dc, ok := t.c.(*deferredConn); ok {
+		// The kept write first (its rows are locked already), then the
+		// head: the statement fails (division by zero, so the COMMIT in
+		// its pipeline is skipped) unless the write changed exactly one row.
+		t.c = dc.inner
+		b.WriteString("WITH w AS (" + dc.q + " RETURNING 1),\n" +
+			"h AS (SELECT seq, hash FROM audit_head WHERE id = 1 AND 1 / ((SELECT count(*) FROM w) = 1)::int = 1 FOR UPDATE)")
+		args = append(args, dc.args...)
+	} else {
+		b.WriteString("WITH h AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE)")
+	}
 	prev := "h"
 	for i := range t.pending {
 		e := &t.pending[i]
@@ -127,4 +137,81 @@ encode(sha256('%[3]s'::bytea || convert_to((%[2]s.seq + 1)::text, 'UTF8') || ?::
 	t.headLoaded = true
 	t.pending = t.pending[:0]
 	return false, nil
+}
+
+// A write whose statement is the transaction's last (a SCIM PUT that
+// changes only the user row) can travel with the flush: execWithFlush
+// keeps it, and flushChainInSQL runs it first in its own statement, so the
+// UPDATE, the events and the COMMIT are one round trip. Until then the
+// transaction's connection is a deferredConn: any other statement sent
+// meanwhile (through the txn's reader) runs the kept one first, so the
+// order of the statements is always the order they were issued in.
+
+// deferredConn is the txn's Conn while a write is kept (see above).
+type deferredConn struct {
+	r     *reader // whose c this is, restored to inner once the write is sent
+	inner Conn
+	q     string
+	args  []any
+}
+
+func (c *deferredConn) release(ctx context.Context) error {
+	c.r.c = c.inner
+	n, err := c.inner.Exec(ctx, c.q, c.args...)
+	if err == nil && n != 1 {
+		err = fmt.Errorf("deferred write changed %d rows, want 1", n)
+	}
+	return err
+}
+
+func (c *deferredConn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if err := c.release(ctx); err != nil {
+		return 0, err
+	}
+	return c.inner.Exec(ctx, q, args...)
+}
+
+func (c *deferredConn) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	if err := c.release(ctx); err != nil {
+		return nil, err
+	}
+	return c.inner.Query(ctx, q, args...)
+}
+
+func (c *deferredConn) QueryRow(ctx context.Context, q string, args ...any) Row {
+	if err := c.release(ctx); err != nil {
+		return errRow{err}
+	}
+	return c.inner.QueryRow(ctx, q, args...)
+}
+
+// errRow is a Row whose Scan fails with err.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// execWithFlush runs q (an INSERT, UPDATE or DELETE without RETURNING that
+// changes exactly one row, on rows this transaction has locked already)
+// with the audit flush where the dialect allows (see above), and returns 1;
+// otherwise it runs it now and returns the rows affected. A write kept and
+// then found to change another number of rows fails the transaction.
+func (t *txn) execWithFlush(ctx context.Context, q string, args ...any) (int64, error) {
+	if !t.s.d.WriteCTE || t.headLoaded {
+		return t.c.Exec(ctx, q, args...)
+	}
+	if dc, ok := t.c.(*deferredConn); ok {
+		if err := dc.release(ctx); err != nil {
+			return 0, err
+		}
+	}
+	t.c = &deferredConn{r: &t.reader, inner: t.c, q: q, args: args}
+	return 1, nil
+}
+
+// sendDeferred runs the kept write, if any (a flush with no events).
+func (t *txn) sendDeferred(ctx context.Context) error {
+	if dc, ok := t.c.(*deferredConn); ok {
+		return dc.release(ctx)
+	}
+	return nil
 }

@@ -372,11 +372,12 @@ func (d *Dialect) falseLiteral() string {
 // SCIMUpdateUser is UpdateUser for a caller that has read cur with
 // SCIMLockUser in this same transaction (a SCIM PUT or PATCH, which needs
 // the stored user to compute the new one): it does not read the user again.
-// The audit chain head is not locked by the UPDATE (as it was before the
-// head moved into the flush's own statement, flushChainInSQL): taken there,
-// it is held for one statement and the COMMIT instead of a round trip, and
-// it stays the last lock the write takes. Outcome, version and audit event
-// are UpdateUser's.
+// When the UPDATE is the SCIM write's last statement (e-mails, link and
+// grants untouched: same e-mails, same externalId, not deactivated) it is
+// sent on PostgreSQL with the audit flush and the COMMIT, in one round trip
+// (execWithFlush); the audit chain head is locked there, after the user's
+// row, for that statement and the COMMIT only (flushChainInSQL). Outcome,
+// version and audit event are UpdateUser's.
 func (t *txn) SCIMUpdateUser(ctx context.Context, u *directory.User, cur directory.User, expectVersion int64) error {
 	op := fmt.Sprintf("update user %q", u.ID)
 	if u.ID == "" || u.ID != cur.ID {
@@ -385,7 +386,8 @@ func (t *txn) SCIMUpdateUser(ctx context.Context, u *directory.User, cur directo
 	if err := normalizeUser(u); err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
-	return t.updateLockedUser(ctx, op, u, cur, expectVersion, false)
+	last := u.ExternalID == cur.ExternalID && (u.Active || !cur.Active)
+	return t.updateLockedUser(ctx, op, u, cur, expectVersion, last)
 }
 
 func sameEmails(a, b []directory.Email) bool {

@@ -421,7 +421,7 @@ func (t *txn) UpdateUser(ctx context.Context, u *directory.User, expectVersion i
 // normalized u: uniqueness is checked only when userName or e-mail change,
 // the e-mail rows are rewritten only when they change. last says the
 // caller writes nothing else when the e-mails are unchanged: the UPDATE
-// then also takes the audit head lock (execLockingHead).
+// then travels with the audit flush (execWithFlush, scim_auditchain.go).
 func (t *txn) updateLockedUser(ctx context.Context, op string, u *directory.User, cur directory.User, expectVersion int64, last bool) error {
 	if cur.DeletedAt != nil {
 		return fmt.Errorf("store: %s: user is deleted: %w", op, store.ErrNotFound)
@@ -444,7 +444,7 @@ func (t *txn) updateLockedUser(ctx context.Context, op string, u *directory.User
 	same := sameEmails(cur.Emails, u.Emails)
 	exec := t.c.Exec
 	if last && same {
-		exec = t.execLockingHead
+		exec = t.execWithFlush
 	}
 	if _, err := exec(ctx, userUpdate, append(t.userArgs(nil, u)[1:], u.ID)...); err != nil {
 		return fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
