@@ -643,7 +643,8 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 	}
 
 	// Legacy logins: what CWA lists now, then the ones it no longer lists.
-	for _, key := range sortedKeys(logins) {
+	loginKeys := sortedKeys(logins)
+	for _, key := range loginKeys {
 		l := logins[key]
 		want := directory.LegacyLogin{Login: key, FirmNumber: l.firm, Email: l.user.Email,
 			GivenName: strings.TrimSpace(l.user.FirstName), FamilyName: strings.TrimSpace(l.user.LastName),
@@ -684,7 +685,7 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 	}
 
 	// Links: one per linked login, source "cwa", key = login.
-	for _, key := range sortedKeys(logins) {
+	for _, key := range loginKeys {
 		uid := logins[key].userID
 		have, exists := cur.links[key]
 		if uid == "" || (exists && have.UserID == uid && have.GoneAt == nil) {

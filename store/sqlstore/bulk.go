@@ -172,7 +172,7 @@ func (r *reader) ListLegacyLoginsInRange(ctx context.Context, rg store.UserRange
 	if err := checkRange(op, rg); err != nil {
 		return nil, err
 	}
-	ls, err := r.queryLegacy(ctx, "WHERE user_id >= ? AND user_id <= ? ORDER BY user_id, login", rg.From, rg.To)
+	ls, err := r.queryLegacy(ctx, "WHERE user_id <> '' AND user_id >= ? AND user_id <= ? ORDER BY user_id, login", rg.From, rg.To)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, err)
 	}

@@ -292,7 +292,8 @@ func (r *reader) ListLegacyLogins(ctx context.Context, q store.LegacyLoginQuery)
 		conds, args = append(conds, "email_lc = ?"), append(args, strings.ToLower(q.Email))
 	}
 	if q.UserID != "" {
-		conds, args = append(conds, "user_id = ?"), append(args, q.UserID)
+		// user_id <> '' lets PostgreSQL use its partial index (migration 0053).
+		conds, args = append(conds, "user_id <> '' AND user_id = ?"), append(args, q.UserID)
 	}
 	tail := ""
 	if len(conds) > 0 {

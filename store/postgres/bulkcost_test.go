@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/internal/testenv"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// TestLinkedLegacyLoginsUsePartialIndex: migration 0053 indexes only the
+// linked legacy logins (user_id not empty); the store's look-ups by user
+// say so, and PostgreSQL uses the index for them; the bulk write that
+// fills it (with its audit events, TEXT since 0053) still verifies.
+func TestLinkedLegacyLoginsUsePartialIndex(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, testenv.Postgres(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ls := make([]*directory.LegacyLogin, 5000)
+	for i := range ls {
+		ls[i] = &directory.LegacyLogin{Login: fmt.Sprintf("L%05d", i), FirmNumber: "3856", Email: fmt.Sprintf("l%d@firm.example", i)}
+		if i%10 == 0 {
+			ls[i].UserID = fmt.Sprintf("u%05d", i)
+		}
+	}
+	err = s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
+		_, err := tx.(interface {
+			PutLegacyLogins(context.Context, []*directory.LegacyLogin) (int, error)
+		}).PutLegacyLogins(ctx, ls)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TestingExecRaw(ctx, "ANALYZE legacy_logins"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListLegacyLogins(ctx, store.LegacyLoginQuery{UserID: "u00010"})
+	if err != nil || len(got) != 1 || got[0].Login != "L00010" {
+		t.Fatalf("by user = %+v, %v", got, err)
+	}
+	pool := s.DB().(*pgDB).pool
+	// A generic plan (the parameters unknown to the planner), as a prepared
+	// statement gets after five runs.
+	explain := func(types, q, args string) (string, error) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return "", err
+		}
+		defer func() {
+			_, _ = tx.Exec(ctx, "DEALLOCATE p", pgx.QueryExecModeSimpleProtocol) // session-wide, not rolled back
+			_ = tx.Rollback(ctx)
+		}()
+		for _, stmt := range []string{"SET LOCAL plan_cache_mode = force_generic_plan", "PREPARE p" + types + " AS " + q} {
+			if _, err := tx.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
+				return "", fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN EXECUTE p"+args, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return "", err
+		}
+		defer rows.Close()
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				return "", err
+			}
+			plan = append(plan, line)
+		}
+		return strings.Join(plan, "; "), rows.Err()
+	}
+	for _, tc := range []struct{ types, q, args string }{
+		{"(text)", "SELECT login FROM legacy_logins WHERE user_id <> '' AND user_id = $1", "('u00010')"},                                                            // ListLegacyLogins
+		{"(text, text)", "SELECT login FROM legacy_logins WHERE user_id <> '' AND user_id >= $1 AND user_id <= $2 ORDER BY user_id, login", "('u00010', 'u00020')"}, // ListLegacyLoginsInRange
+	} {
+		plan, err := explain(tc.types, tc.q, tc.args)
+		if err != nil {
+			t.Errorf("%s: %v", tc.q, err)
+		} else if !strings.Contains(plan, "legacy_logins_user_idx") {
+			t.Errorf("%s: plan %q does not use legacy_logins_user_idx", tc.q, plan)
+		}
+	}
+	var def string
+	if err := pool.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE indexname = 'legacy_logins_user_idx'`).Scan(&def); err != nil || !strings.Contains(def, "WHERE (user_id <> ''") {
+		t.Errorf("legacy_logins_user_idx = %q, %v; want the partial index of migration 0053", def, err)
+	}
+	var types string
+	if err := pool.QueryRow(ctx, `SELECT string_agg(table_name || '.' || column_name || ' ' || data_type, ', ' ORDER BY table_name, column_name)
+FROM information_schema.columns WHERE table_name IN ('audit_events', 'run_items') AND column_name IN ('before_json', 'after_json')`).Scan(&types); err != nil ||
+		types != "audit_events.after_json text, audit_events.before_json text, run_items.after_json text, run_items.before_json text" {
+		t.Errorf("document columns: %q, %v; want text (migration 0053)", types, err)
+	}
+	res, err := s.VerifyAudit(ctx)
+	if err != nil || len(res.Problems) != 0 || res.Checked < 5000 {
+		t.Fatalf("audit verify: %+v, %v", res, err)
+	}
+}
