@@ -35,10 +35,10 @@ func TestReadLeanRequestMatchesNetHTTP(t *testing.T) {
 		}
 		type fields struct {
 			Method, Proto, Host, Path, RawPath, RawQuery string
-			Close                                       bool
-			Header                                      http.Header
-			Query                                       url.Values
-			ContentLength                               int64
+			Close                                        bool
+			Header                                       http.Header
+			Query                                        url.Values
+			ContentLength                                int64
 		}
 		got := fields{req.Method, req.Proto, req.Host, req.URL.Path, req.URL.RawPath, req.URL.RawQuery, req.Close, req.Header, req.URL.Query(), req.ContentLength}
 		exp := fields{want.Method, want.Proto, want.Host, want.URL.Path, want.URL.RawPath, want.URL.RawQuery, want.Close, want.Header, want.URL.Query(), want.ContentLength}
