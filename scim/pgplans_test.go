@@ -286,3 +286,61 @@ func explainExecute(ctx context.Context, t *testing.T, raw sqlstore.DB, name str
 	walk(doc)
 	return strings.Join(nodes, " ")
 }
+
+// TestMemberOnlyPatchChecks: a PATCH whose one operation adds members or
+// removes members[value eq "…"] (the store's one-statement path on
+// PostgreSQL, groupMemberLockWriter) answers as the general path does, and
+// changes nothing when it fails: stale If-Match 412, a member that is no
+// user 400, a group that is not a SCIM group 404, a missing group 404.
+func TestMemberOnlyPatchChecks(t *testing.T) {
+	bothStores(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		uid := e.createUser("only@example.org", nil)
+		gid := e.createGroup("Only")
+		add := func(ids ...string) map[string]any {
+			vs := []any{}
+			for _, id := range ids {
+				vs = append(vs, map[string]any{"value": id})
+			}
+			return map[string]any{"schemas": []string{URNPatchOp}, "Operations": []any{map[string]any{"op": "Add", "path": "members", "value": vs}}}
+		}
+		remove := map[string]any{"schemas": []string{URNPatchOp}, "Operations": []any{map[string]any{"op": "remove", "path": `members[value eq "` + uid + `"]`}}}
+		members := func() int {
+			ids, err := e.st.ListGroupMembers(ctx, gid, "", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(ids)
+		}
+		e.must(e.do("PATCH", "/Groups/"+gid, add(uid), "If-Match", `W/"99"`), 412)
+		e.must(e.do("PATCH", "/Groups/"+gid, add(uid, "no-such-user")), 400)
+		if n := members(); n != 0 {
+			t.Fatalf("%d members after failed PATCHes", n)
+		}
+		e.must(e.do("PATCH", "/Groups/no-such-group", add(uid)), 404)
+		e.must(e.do("PATCH", "/Groups/"+gid, add(uid)), 204)
+		if n := members(); n != 1 {
+			t.Fatalf("%d members after the addition", n)
+		}
+		e.must(e.do("PATCH", "/Groups/"+gid, remove), 204)
+		if n := members(); n != 0 {
+			t.Fatalf("%d members after the removal", n)
+		}
+		// A group of another source (LDAP) is not a SCIM resource.
+		var ldap directory.Group
+		err := e.st.Update(ctx, audit.Meta{Actor: "ldap:test"}, func(ctx context.Context, tx store.Tx) error {
+			ldap = directory.Group{Source: "ldap", SourceKey: "cn=x", DisplayName: "LDAP"}
+			return tx.CreateGroup(ctx, &ldap)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.must(e.do("PATCH", "/Groups/"+ldap.ID, add(uid)), 404)
+		if ids, _ := e.st.ListGroupMembers(ctx, ldap.ID, "", 10); len(ids) != 0 {
+			t.Fatalf("LDAP group members %v after a SCIM PATCH", ids)
+		}
+		if v, err := e.st.VerifyAudit(ctx); err != nil || !v.OK() {
+			t.Fatalf("VerifyAudit = %+v, %v", v, err)
+		}
+	})
+}

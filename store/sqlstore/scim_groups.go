@@ -7,6 +7,7 @@ import (
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
 )
 
 // The SCIM server (package scim) lists only the groups SCIM clients
@@ -23,20 +24,17 @@ func init() {
 // Member changes shaped for SCIM group PATCH (package scim uses them when
 // the store provides them, AddMembers and RemoveMembers otherwise): the
 // group is read and locked once, and adding or removing members is one
-// statement each, which on PostgreSQL also takes the audit chain head's
-// lock (the flush that follows then needs no round trip of its own). The
-// head must be the last lock such a statement waits for, or it would
-// deadlock with a writer that holds a row it needs and waits for the head:
-// an addition's foreign-key checks lock the users' rows (KEY SHARE) at
-// the end of the statement, so its SELECT takes those locks itself (FOR
-// KEY SHARE) and the head is locked above an aggregate over the inserted
-// rows, which exists only once every user row is locked
-// (TestMemberAddBesideLockedUserWrite); a removal waits for no row (a
-// group's member rows are written only under the group's lock, which the
-// caller holds). The
-// outcome and the audit events (one group.member.add or .remove per member
-// actually added or removed, in user id order) are AddMembers' and
-// RemoveMembers'.
+// statement each; SCIMLockGroupChangeMembers does both in one statement
+// (one round trip) for a PATCH that only adds or only removes members. Lock
+// order: the group's row, then (an addition) the users' rows FOR KEY SHARE,
+// taken by the statement's SELECT itself, and last, in the flush's own
+// statement sent with COMMIT, the audit chain head (flushChainInSQL): the
+// head is never held while a member write waits for a row
+// (TestMemberAddBesideLockedUserWrite). A removal waits for no row beyond
+// the group's (a group's member rows are written only under the group's
+// lock). The outcome and the audit events (one group.member.add or .remove
+// per member actually added or removed, in user id order) are AddMembers'
+// and RemoveMembers'.
 
 // SCIMLockGroup reads a group in this transaction for the member changes
 // that follow (FOR UPDATE on PostgreSQL), deleted or not, like GetGroup.
@@ -113,4 +111,90 @@ func (t *txn) memberWrite(ctx context.Context, q string, args ...any) ([]string,
 	ids, err := t.strings(ctx, q, args...)
 	sort.Strings(ids)
 	return ids, err
+}
+
+// SCIMLockGroupChangeMembers is SCIMLockGroup then SCIMAddMembers (add)
+// or SCIMRemoveMembers, in one statement on PostgreSQL: the group's row is
+// locked first, and the members are written only when the group exists and
+// is not deleted. visible(group) is the caller's rule for the group being
+// its to change: when it says no (or the group is missing) nothing is
+// recorded and the caller must fail the transaction, which undoes the
+// write. missing is SCIMAddMembers'.
+func (t *txn) SCIMLockGroupChangeMembers(ctx context.Context, groupID string, add bool, userIDs []string, visible func(directory.Group) bool) (g directory.Group, missing []string, err error) {
+	ids := dedupe(userIDs)
+	if !t.s.d.WriteCTE || len(ids) == 0 {
+		if g, err = t.SCIMLockGroup(ctx, groupID); err != nil || g.DeletedAt != nil || !visible(g) {
+			return g, nil, err
+		}
+		if add {
+			missing, err = t.SCIMAddMembers(ctx, groupID, ids)
+			return g, missing, err
+		}
+		return g, nil, t.SCIMRemoveMembers(ctx, groupID, ids)
+	}
+	op := fmt.Sprintf("change members of group %q", groupID)
+	var w string
+	var args []any
+	if add {
+		in, arg := t.inOrEq("u.id", ids)
+		w = `INSERT INTO group_members (group_id, user_id) SELECT ?, u.id FROM users u WHERE ` + in +
+			` AND u.deleted_at IS NULL AND EXISTS (SELECT 1 FROM g WHERE g.deleted_at IS NULL) FOR KEY SHARE OF u ON CONFLICT DO NOTHING RETURNING user_id`
+		args = []any{groupID, groupID, arg}
+	} else {
+		in, arg := t.inOrEq("m.user_id", ids)
+		w = `DELETE FROM group_members m WHERE m.group_id = ? AND ` + in +
+			` AND EXISTS (SELECT 1 FROM g WHERE g.deleted_at IS NULL) RETURNING m.user_id`
+		args = []any{groupID, groupID, arg}
+	}
+	// The main query reads g (locking the group) before its select list
+	// runs w; w's EXISTS reads g's one materialized row.
+	rows, err := t.c.Query(ctx, `WITH g AS (`+groupSelect+` WHERE g.id = ? FOR UPDATE), w AS (`+w+`)
+SELECT g.id, g.source, g.source_key, g.external_id, g.display_name, g.dn, g.attrs, g.version, g.created_at, g.updated_at, g.deleted_at,
+(SELECT array_agg(user_id ORDER BY user_id) FROM w) FROM g`, args...)
+	if err != nil {
+		return g, nil, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	var changed []string
+	found := false
+	for rows.Next() {
+		found = true
+		if err := rows.Scan(&g.ID, &g.Source, &g.SourceKey, &g.ExternalID, &g.DisplayName, &g.DN, jscan{(*[]byte)(&g.Attrs)},
+			&g.Version, tscan{&g.CreatedAt}, tscan{&g.UpdatedAt}, ntscan{&g.DeletedAt}, &changed); err != nil {
+			rows.Close()
+			return g, nil, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return g, nil, fmt.Errorf("store: %s: %w", op, t.s.mapErr(err))
+	}
+	if !found {
+		return g, nil, fmt.Errorf("store: get group %q: %w", groupID, store.ErrNotFound)
+	}
+	if g.DeletedAt != nil || !visible(g) {
+		return g, nil, nil
+	}
+	if add && len(changed) < len(ids) { // already members, or not live users
+		if missing, err = t.SCIMMissingUsers(ctx, ids); err != nil || len(missing) > 0 {
+			return g, missing, err
+		}
+	}
+	action, before, after := "group.member.remove", true, false
+	if add {
+		action, before, after = "group.member.add", false, true
+	}
+	for _, u := range changed {
+		ref := audit.Marshal(memberRef{UserID: u})
+		var b, a []byte
+		if before {
+			b = ref
+		}
+		if after {
+			a = ref
+		}
+		if err := t.record(ctx, action, "group", groupID, b, a); err != nil {
+			return g, nil, err
+		}
+	}
+	return g, nil, nil
 }
