@@ -84,13 +84,17 @@
 // member PATCH locks the group once and adds or removes members in one
 // statement each (the member check runs only when an id was not added).
 // On PostgreSQL the user is locked FOR NO KEY UPDATE (the lock its UPDATE
-// takes), so adding that user to a group meanwhile does not wait for it,
-// and a PUT's UPDATE (when it is the write's last statement) or a member
-// addition or removal also takes the audit chain head's lock (one round
-// trip less), always as the last lock the statement waits for: an
-// addition locks the users' rows its foreign-key checks need first (FOR KEY
-// SHARE), since taking the head before them deadlocked with a writer
-// holding such a row and waiting for the head. TestStoreFastPathsAnswerAlike,
+// takes), so adding that user to a group meanwhile does not wait for it;
+// a PUT's UPDATE (when it is the write's last statement) travels with the
+// audit flush and COMMIT (2 round trips), and a PATCH whose one operation
+// adds members or removes members[value eq "…"] locks the group and writes
+// the members in one statement (groupMemberLockWriter; 2 round trips). The
+// audit chain head is locked by the flush's own statement, sealed in SQL,
+// sent with COMMIT (store/sqlstore/scim_auditchain.go): it is the last lock
+// every write takes and is held for that statement only, never across a
+// round trip (TestSCIMWritesLockAuditHeadOnlyAtCommit); an addition still
+// locks the users' rows its foreign-key checks need first (FOR KEY SHARE).
+// TestStoreFastPathsAnswerAlike, TestMemberOnlyPatchChecks,
 // TestSCIMUpdateUserMatchesUpdateUser, TestGroupMemberFastPathMatches,
 // TestWriteResponseMatchesGet and TestMemberAddBesideUserUpdate check that
 // both paths answer and store alike.

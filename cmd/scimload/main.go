@@ -6,7 +6,10 @@
 // requests/s with p50 and p99 per phase, the CPU time per mixed request
 // (this process; with -store postgres also the backends, pgcpu.go), and one
 // JSON line for scripts. With an in-process target it then verifies the
-// audit chain end to end and fails when it is broken.
+// audit chain end to end and fails when it is broken. With -store postgres,
+// -pg-plans prints the generic/custom plan counts of the store's prepared
+// statements after the mixed phase (pgplans.go) and -pg-analyze runs
+// ANALYZE between the phases (not in make bench-scim).
 //
 // The target is either an in-process dirsyncd SCIM handler over a real
 // store and a real TCP listener (-store sqlite|postgres; the reconcile hook
