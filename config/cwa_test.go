@@ -16,7 +16,7 @@ func TestCWADefaultsAndSecret(t *testing.T) {
 	w := c.CWA
 	if !w.Enabled() || w.APIKey.Value() != "k-123" || w.APIKeyHeader != "X-Authorization" || w.Timeout != 30*time.Second ||
 		w.MaxAttempts != 4 || w.Backoff != 500*time.Millisecond || w.MaxBackoff != 30*time.Second || w.MaxRetryAfter != 2*time.Minute ||
-		w.Concurrency != 8 || w.ShrinkGuard() != 0.5 || w.MaxBodyBytes != 256<<20 || w.RunTimeout != 15*time.Minute {
+		w.Concurrency != 16 || w.ShrinkGuard() != 0.5 || w.MaxBodyBytes != 256<<20 || w.RunTimeout != 15*time.Minute {
 		t.Fatalf("defaults %+v", w)
 	}
 	if s := w.APIKey.String(); strings.Contains(s, "k-123") {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/config"
 	"github.com/dirsyncd/dirsyncd/cwasync"
 	"github.com/dirsyncd/dirsyncd/cwasync/cwafake"
 	"github.com/dirsyncd/dirsyncd/directory"
@@ -37,7 +38,7 @@ const (
 func BenchmarkSync(b *testing.B) {
 	fx := cwafake.Generate(cwafake.GenOptions{Firms: benchFirms, OfficesPerFirm: benchOffices, Logins: benchLogins})
 	url := benchFake(b, cwafake.NewHandler(fx, apiKey))
-	conc := 8 // cwa.concurrency default; BENCH_CWA_CONCURRENCY overrides
+	conc := config.DefaultCWAConcurrency // BENCH_CWA_CONCURRENCY overrides
 	if v, err := strconv.Atoi(os.Getenv("BENCH_CWA_CONCURRENCY")); err == nil && v > 0 {
 		conc = v
 	}

@@ -81,7 +81,7 @@ type Syncer struct {
 // New returns a Syncer reading api and writing st.
 func New(api API, st Store, o Options) *Syncer {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 8
+		o.Concurrency = 16 // config.DefaultCWAConcurrency
 	}
 	if o.MinFraction == 0 {
 		o.MinFraction = 0.5

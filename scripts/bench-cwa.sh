@@ -11,7 +11,7 @@
 #
 #   BENCH_CWA_COUNT        repetitions (default 3)
 #   BENCH_CWA_STORES       regexp of stores (default postgres; "." for both)
-#   BENCH_CWA_CONCURRENCY  requests in flight (default 8, as cwa.concurrency)
+#   BENCH_CWA_CONCURRENCY  requests in flight (default 16, as cwa.concurrency)
 #   BENCH_CWA_FAKE         "nethttp" serves the fake with net/http's server
 #                          instead of cwafake.ServeLean (for comparison)
 set -euo pipefail

@@ -58,8 +58,18 @@ func (t *txn) flushAndCommit(ctx context.Context) (committed bool, err error) {
 
 func (t *txn) flush(ctx context.Context, commit bool) (committed bool, err error) {
 	if len(t.pending) == 0 {
-		return false, t.sendDeferred(ctx) // a write kept for the flush (scim_auditchain.go)
+		if err := t.sendDeferred(ctx); err != nil { // a write kept for the flush (scim_auditchain.go)
+			return false, err
+		}
+		if t.headDirty && commit { // writeEvents advanced the chain: store the head
+			if _, err := t.c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.headSeq, t.headHash); err != nil {
+				return false, fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
+			}
+			t.headDirty = false
+		}
+		return false, nil
 	}
+	t.headDirty = false // every path below stores the head after these events
 	d := t.s.d
 	if !t.headLoaded && d.WriteCTE && len(t.pending) <= smallFlush {
 		return t.flushChainInSQL(ctx, commit) // the head locked last, for one statement (scim_auditchain.go)
@@ -133,7 +143,9 @@ func (t *txn) flush(ctx context.Context, commit bool) (committed bool, err error
 // event (e.g. marshalling the object) and sealing it happen while the
 // events before it stream to the server (bulkInsertFunc), instead of before
 // the whole write. The events are not buffered; the chain head is advanced
-// in the same transaction.
+// in the same transaction (by its last flush). Not for SCIM group commit
+// (scim_batch.go), whose savepoints restore the head fields but not
+// headDirty.
 func (t *txn) writeEvents(ctx context.Context, n int, ev func(i int) audit.Event) error {
 	if n == 0 {
 		return nil
@@ -161,10 +173,9 @@ func (t *txn) writeEvents(ctx context.Context, n int, ev func(i int) audit.Event
 	if err := t.bulkInsertFunc(ctx, "audit_events", auditColList, n, row); err != nil {
 		return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
 	}
-	t.headSeq, t.headHash = seq, hash
-	if _, err := t.c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.headSeq, t.headHash); err != nil {
-		return fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
-	}
+	// The head row is stored once, by the transaction's last flush
+	// (headDirty), not after every bulk chunk.
+	t.headSeq, t.headHash, t.headDirty = seq, hash, true
 	return nil
 }
 

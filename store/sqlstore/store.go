@@ -200,6 +200,7 @@ type txn struct {
 	meta       audit.Meta
 	pending    []audit.Event
 	headLoaded bool
+	headDirty  bool // headSeq/headHash are past the stored head row (writeEvents)
 	headSeq    int64
 	headHash   string
 }
