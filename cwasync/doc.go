@@ -47,12 +47,15 @@
 // repeat with no changes writes nothing.
 //
 // Performance (BENCHMARKS.md, "CWA sync"): the API's shape costs one
-// request per firm and per login; the client builds each request without
-// re-parsing a URL, reuses body buffers and decodes the per-firm and
-// per-login answers' usual forms without reflection (anything else goes
-// to encoding/json). On PostgreSQL the new rows and links go
-// in with COPY (store/sqlstore/cwa.go), as do the audit events and run
-// items. The writes are not overlapped with the reads, although the run
+// request per firm and per login, so the client's cost per request decides
+// the run: its transport is fasthttp (transport.go says why, and what it
+// keeps by hand: cancellation, proxies, no hidden retries), the requests
+// run on cwa.concurrency long-lived workers (default 16), and the
+// per-firm and per-login answers' usual forms are decoded without
+// reflection (anything else goes to encoding/json). On PostgreSQL the new
+// rows and links go in with COPY (store/sqlstore/cwa.go), as do the audit
+// events and run items, whose rows (sealing, marshalling) are made while
+// the rows before them stream to the server. The writes are not overlapped with the reads, although the run
 // would stay one transaction: against the real CWA the reads take minutes
 // (55,000 requests at network latency), and a transaction open that long
 // would hold its row locks, and from its first audit flush the audit chain
