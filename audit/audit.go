@@ -75,6 +75,28 @@ func ComputeHash(e Event) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// Canonical form around what a store may know only while sealing: the
+// canonical form (ComputeHash) is CanonicalPrefix SEQ CanonicalMiddle(e)
+// PREVHASH CanonicalSuffix, SEQ in decimal. A store that seals events
+// where the chain head is (in SQL) hashes those five parts.
+const (
+	CanonicalPrefix = `{"seq":`
+	CanonicalSuffix = `"}`
+)
+
+// CanonicalMiddle returns the part of e's canonical form between its
+// sequence number and its previous hash (ending in `,"prevHash":"`); e.Seq
+// and e.PrevHash are not read.
+func CanonicalMiddle(e Event) []byte {
+	c := canonical{
+		Time:  e.Time.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano),
+		Actor: e.Actor, Action: e.Action, ObjectType: e.ObjectType, ObjectID: e.ObjectID,
+		Before: string(e.Before), After: string(e.After), RunID: e.RunID, RequestID: e.RequestID,
+	}
+	b := appendCanonical(nil, &c) // {"seq":0 MIDDLE ""}
+	return b[len(CanonicalPrefix)+1 : len(b)-len(CanonicalSuffix)]
+}
+
 // Seal sets e.Seq, e.PrevHash and e.Hash so that e follows the event whose
 // sequence number and hash are prevSeq and prevHash (0 and GenesisHash for
 // the first event).

@@ -1,9 +1,13 @@
 package audit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // The hand-written canonical encoding must equal encoding/json's, or every
@@ -39,5 +43,20 @@ func TestCanonicalMatchesEncodingJSON(t *testing.T) {
 		if got := appendCanonical(nil, &c); string(got) != string(want) {
 			t.Fatalf("case %d:\n got %q\nwant %q", i, got, want)
 		}
+	}
+}
+
+// The split form (CanonicalPrefix SEQ CanonicalMiddle PREVHASH
+// CanonicalSuffix), which a store hashes where the chain head is, hashes
+// to ComputeHash's value.
+func TestCanonicalMiddleSplitsTheCanonicalForm(t *testing.T) {
+	e := Event{Seq: 42, Time: time.Date(2026, 12, 2, 1, 2, 3, 456789999, time.FixedZone("x", 3600)), Actor: "scim:entra",
+		Action: "user.update", ObjectType: "user", ObjectID: "u<1>", Before: json.RawMessage(`{"a":"\u2028"}`),
+		After: json.RawMessage(`{"b":1}`), RunID: "r", RequestID: "q", PrevHash: GenesisHash}
+	b := append([]byte(CanonicalPrefix), strconv.FormatInt(e.Seq, 10)...)
+	b = append(append(append(b, CanonicalMiddle(e)...), e.PrevHash...), CanonicalSuffix...)
+	sum := sha256.Sum256(b)
+	if got, want := hex.EncodeToString(sum[:]), ComputeHash(e); got != want {
+		t.Fatalf("split form %q hashes to %s, ComputeHash %s", b, got, want)
 	}
 }

@@ -1,9 +1,7 @@
 package sqlstore
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -35,48 +33,17 @@ import (
 // (TestChainSQLHashMatchesAudit; the store conformance suite and scimload
 // verify the chain end to end).
 
-// Canonical form split around what only the database knows: the canonical
-// form (audit.ComputeHash) is `{"seq":` SEQ MID PREVHASH `"}`, where MID
-// holds every other field and ends with `,"prevHash":"`.
+// The canonical form split around what only the database knows (the
+// sequence number and the previous hash): audit.CanonicalPrefix, SEQ,
+// audit.CanonicalMiddle, PREVHASH, audit.CanonicalSuffix.
 const (
-	chainPrefix = `{"seq":`
-	chainSuffix = `"}`
+	chainPrefix = audit.CanonicalPrefix
+	chainSuffix = audit.CanonicalSuffix
 )
 
-// chainCanonical has audit's canonical fields in their order with their
-// JSON names; audit documents its canonical form as what encoding/json
-// produces for them (its TestCanonicalMatchesEncodingJSON).
-type chainCanonical struct {
-	Seq        int64  `json:"seq"`
-	Time       string `json:"time"`
-	Actor      string `json:"actor"`
-	Action     string `json:"action"`
-	ObjectType string `json:"objectType"`
-	ObjectID   string `json:"objectId"`
-	Before     string `json:"before"`
-	After      string `json:"after"`
-	RunID      string `json:"runId"`
-	RequestID  string `json:"requestId"`
-	PrevHash   string `json:"prevHash"`
-}
-
-// chainMid returns MID for e (see chainPrefix), e.Time already truncated
-// to microseconds as audit.Seal does.
-func chainMid(e *audit.Event) ([]byte, error) {
-	b, err := json.Marshal(chainCanonical{
-		Time:  e.Time.UTC().Format(time.RFC3339Nano),
-		Actor: e.Actor, Action: e.Action, ObjectType: e.ObjectType, ObjectID: e.ObjectID,
-		Before: string(e.Before), After: string(e.After), RunID: e.RunID, RequestID: e.RequestID,
-	})
-	if err != nil {
-		return nil, err
-	}
-	const pre, suf = chainPrefix + "0", `""}`
-	if !bytes.HasPrefix(b, []byte(pre)) || !bytes.HasSuffix(b, []byte(suf)) {
-		return nil, fmt.Errorf("unexpected canonical form %.40q", b)
-	}
-	return b[len(pre) : len(b)-len(chainSuffix)], nil
-}
+// chainMid returns the middle part for e (e.Time already truncated to
+// microseconds, as audit.Seal does).
+func chainMid(e *audit.Event) []byte { return audit.CanonicalMiddle(*e) }
 
 // flushChainInSQL writes the pending events (at most smallFlush) chained
 // after the head, locking the head in that statement (see above); with
@@ -100,10 +67,7 @@ func (t *txn) flushChainInSQL(ctx context.Context, commit bool) (committed bool,
 	for i := range t.pending {
 		e := &t.pending[i]
 		e.Time = e.Time.UTC().Truncate(time.Microsecond)
-		mid, err := chainMid(e)
-		if err != nil {
-			return false, fmt.Errorf("store: audit: event %d: %w", i, err)
-		}
+		mid := chainMid(e)
 		fmt.Fprintf(&b, `, e%d AS (SELECT %[2]s.seq + 1 AS seq, %[2]s.hash AS prev,
 encode(sha256('%[3]s'::bytea || convert_to((%[2]s.seq + 1)::text, 'UTF8') || ?::bytea || convert_to(%[2]s.hash, 'UTF8') || '%[4]s'::bytea), 'hex') AS hash FROM %[2]s)`,
 			i, prev, chainPrefix, chainSuffix)
