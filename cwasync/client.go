@@ -245,29 +245,15 @@ type officeCode struct {
 // encoding/json, so the result and the errors are encoding/json's.
 func (v *officeCodesBody) decodeFast(b []byte) bool {
 	p := jsonScan{b: b}
-	if !p.lit('{') || p.str() != "officeCodes" || !p.lit(':') || !p.lit('[') {
-		return false
-	}
 	codes := []officeCode{}
-	if !p.lit(']') {
-		for {
-			if !p.lit('{') || p.str() != "firmOfficeCode" || !p.lit(':') {
-				return false
-			}
-			code, ok := p.strOK()
-			if !ok || !p.lit('}') {
-				return false
-			}
-			codes = append(codes, officeCode{FirmOfficeCode: code})
-			if p.lit(']') {
-				break
-			}
-			if !p.lit(',') {
-				return false
-			}
+	if !p.list("officeCodes", func() bool {
+		if !p.lit('{') || p.str() != "firmOfficeCode" || !p.lit(':') {
+			return false
 		}
-	}
-	if !p.lit('}') || !p.end() {
+		code, ok := p.strOK()
+		codes = append(codes, officeCode{FirmOfficeCode: code})
+		return ok && p.lit('}')
+	}) {
 		return false
 	}
 	v.OfficeCodes = &codes
@@ -286,63 +272,52 @@ type firmUsersBody struct {
 // returns false and is left to encoding/json.
 func (v *firmUsersBody) decodeFast(b []byte) bool {
 	p := jsonScan{b: b}
-	if !p.lit('{') || p.str() != "users" || !p.lit(':') || !p.lit('[') {
-		return false
-	}
 	users := []ProviderUser{}
-	if !p.lit(']') {
-		for {
-			if !p.lit('{') {
-				return false
-			}
-			var u ProviderUser
-			var seen [4]bool
-			if !p.lit('}') {
-				for {
-					key, ok := p.strOK()
-					if !ok || !p.lit(':') {
-						return false
-					}
-					val, ok := p.strOK()
-					if !ok {
-						return false
-					}
-					var i int
-					var dst *string
-					switch key {
-					case "userLogin":
-						i, dst = 0, &u.UserLogin
-					case "firstName":
-						i, dst = 1, &u.FirstName
-					case "lastName":
-						i, dst = 2, &u.LastName
-					case "email":
-						i, dst = 3, &u.Email
-					default:
-						return false
-					}
-					if seen[i] {
-						return false
-					}
-					seen[i], *dst = true, val
-					if p.lit('}') {
-						break
-					}
-					if !p.lit(',') {
-						return false
-					}
+	if !p.list("users", func() bool {
+		if !p.lit('{') {
+			return false
+		}
+		var u ProviderUser
+		var seen [4]bool
+		if !p.lit('}') {
+			for {
+				key, ok := p.strOK()
+				if !ok || !p.lit(':') {
+					return false
+				}
+				val, ok := p.strOK()
+				if !ok {
+					return false
+				}
+				var i int
+				var dst *string
+				switch key {
+				case "userLogin":
+					i, dst = 0, &u.UserLogin
+				case "firstName":
+					i, dst = 1, &u.FirstName
+				case "lastName":
+					i, dst = 2, &u.LastName
+				case "email":
+					i, dst = 3, &u.Email
+				default:
+					return false
+				}
+				if seen[i] {
+					return false
+				}
+				seen[i], *dst = true, val
+				if p.lit('}') {
+					break
+				}
+				if !p.lit(',') {
+					return false
 				}
 			}
-			users = append(users, u)
-			if p.lit(']') {
-				break
-			}
-			if !p.lit(',') {
-				return false
-			}
 		}
-	}
-	if !p.lit('}') || !p.end() {
+		users = append(users, u)
+		return true
+	}) {
 		return false
 	}
 	v.Users = &users
@@ -392,6 +367,28 @@ func (p *jsonScan) strOK() (string, bool) {
 }
 
 func (p *jsonScan) end() bool { p.ws(); return p.i == len(p.b) }
+
+// list reads a whole body {"key":[e, e, ...]}, item reading each element;
+// false when anything differs.
+func (p *jsonScan) list(key string, item func() bool) bool {
+	if !p.lit('{') || p.str() != key || !p.lit(':') || !p.lit('[') {
+		return false
+	}
+	if !p.lit(']') {
+		for {
+			if !item() {
+				return false
+			}
+			if p.lit(']') {
+				break
+			}
+			if !p.lit(',') {
+				return false
+			}
+		}
+	}
+	return p.lit('}') && p.end()
+}
 
 // LoginByEmail looks a legacy login up by e-mail
 // (GET /provider-users/exists?userEmail=); ok is false when there is none.
