@@ -144,15 +144,7 @@ func TestMemberAddBesideUserUpdate(t *testing.T) {
 		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		return e.st.Update(actx, audit.Meta{Actor: "scim:other"}, func(ctx context.Context, tx store.Tx) error {
-			gm := tx.(groupMemberWriter)
-			if _, err := gm.SCIMLockGroup(ctx, gid); err != nil {
-				return err
-			}
-			missing, err := gm.SCIMAddMembers(ctx, gid, []string{uid})
-			if err == nil && len(missing) > 0 {
-				err = fmt.Errorf("missing %v", missing)
-			}
-			return err
+			return lockGroupAddMember(ctx, tx, gid, uid)
 		})
 	})
 	if err != nil {
@@ -221,4 +213,19 @@ func TestMemberAddBesideLockedUserWrite(t *testing.T) {
 	if ids, err := e.st.ListGroupMembers(ctx, gid, "", 10); err != nil || len(ids) != 1 || ids[0] != uid {
 		t.Fatalf("members %v %v, want %s", ids, err, uid)
 	}
+}
+
+// lockGroupAddMember is the store side of a member PATCH adding uid to gid:
+// the group locked, the member added; a user the store did not find is an
+// error.
+func lockGroupAddMember(ctx context.Context, tx store.Tx, gid, uid string) error {
+	gm := tx.(groupMemberWriter)
+	if _, err := gm.SCIMLockGroup(ctx, gid); err != nil {
+		return err
+	}
+	missing, err := gm.SCIMAddMembers(ctx, gid, []string{uid})
+	if err == nil && len(missing) > 0 {
+		err = fmt.Errorf("missing %v", missing)
+	}
+	return err
 }

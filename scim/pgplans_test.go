@@ -72,15 +72,7 @@ func TestSCIMWritesLockAuditHeadOnlyAtCommit(t *testing.T) {
 			return l.SCIMUpdateUser(ctx, &u, cur, cur.Version)
 		}},
 		{"add member", func(ctx context.Context, tx store.Tx) error {
-			gm := tx.(groupMemberWriter)
-			if _, err := gm.SCIMLockGroup(ctx, gid); err != nil {
-				return err
-			}
-			missing, err := gm.SCIMAddMembers(ctx, gid, []string{uid})
-			if err == nil && len(missing) > 0 {
-				err = fmt.Errorf("missing %v", missing)
-			}
-			return err
+			return lockGroupAddMember(ctx, tx, gid, uid)
 		}},
 		{"remove member", func(ctx context.Context, tx store.Tx) error {
 			gm := tx.(groupMemberWriter)
@@ -106,13 +98,7 @@ func TestSCIMWritesLockAuditHeadOnlyAtCommit(t *testing.T) {
 			t.Errorf("%s: the audit chain head is locked before the flush", s.name)
 		}
 	}
-	v, err := e.st.VerifyAudit(ctx)
-	if err != nil || !v.OK() {
-		t.Fatalf("VerifyAudit = %+v, %v", v, err)
-	}
-	if v.Checked < 5 {
-		t.Fatalf("VerifyAudit checked %d events, want at least 5", v.Checked)
-	}
+	mustVerifyAtLeast(ctx, t, e.st, 5)
 }
 
 // TestSCIMAuditChainSealedInSQLVerifies: events chained by the database
@@ -139,13 +125,7 @@ func TestSCIMAuditChainSealedInSQLVerifies(t *testing.T) {
 	for i := range 2 {
 		e.createUser(fmt.Sprintf("chain%d@example.org", i), map[string]any{"displayName": odd})
 	}
-	v, err := e.st.VerifyAudit(ctx)
-	if err != nil || !v.OK() {
-		t.Fatalf("VerifyAudit = %+v, %v", v, err)
-	}
-	if v.Checked < 5 {
-		t.Fatalf("VerifyAudit checked %d events, want at least 5", v.Checked)
-	}
+	mustVerifyAtLeast(ctx, t, e.st, 5)
 }
 
 // TestSCIMLookupPlansWithoutStatistics: on tables never analyzed (a fresh
@@ -343,4 +323,16 @@ func TestMemberOnlyPatchChecks(t *testing.T) {
 			t.Fatalf("VerifyAudit = %+v, %v", v, err)
 		}
 	})
+}
+
+// mustVerifyAtLeast: the audit chain verifies and holds at least n events.
+func mustVerifyAtLeast(ctx context.Context, t *testing.T, st store.Store, n int64) {
+	t.Helper()
+	v, err := st.VerifyAudit(ctx)
+	if err != nil || !v.OK() {
+		t.Fatalf("VerifyAudit = %+v, %v", v, err)
+	}
+	if v.Checked < n {
+		t.Fatalf("VerifyAudit checked %d events, want at least %d", v.Checked, n)
+	}
 }
