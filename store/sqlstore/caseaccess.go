@@ -307,13 +307,11 @@ func (c caseReader) AccessFacts(ctx context.Context, caseRef, userID string) (ca
 	var iExp, iCreated, aFirst, aRetained *time.Time
 	var aAll *bool
 	var nGroups, nDomains int64
-	err := c.r.c.QueryRow(ctx, c.accessFactsQuery(), caseRef, userID).Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
-		&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
-		tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt},
+	err := c.r.c.QueryRow(ctx, c.accessFactsQuery(), caseRef, userID).Scan(userDest(u,
 		&cRef, &cTitle, jscan{&cds}, &cBy, ntscan{&cCreated},
 		&iID, &iRole, jscan{&ids}, ntscan{&iExp}, &iMsg, &iInviter, ntscan{&iCreated},
 		ntscan{&aFirst}, &aKind, &aID, &aDetail, jscan{&ads}, &aAll, ntscan{&aRetained}, jscan{&ags},
-		&nGroups, &nDomains)
+		&nGroups, &nDomains)...)
 	if err != nil {
 		return caseaccess.Facts{}, fmt.Errorf("store: access facts of %q on %q: %w", userID, caseRef, c.r.s.mapErr(err))
 	}

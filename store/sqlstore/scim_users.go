@@ -139,9 +139,7 @@ LEFT JOIN user_emails e ON e.user_id = u.id`+joinedOrder(order), args...)
 		var idx int64
 		var e directory.Email
 		var xg, xm []byte
-		if err := rows.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
-			&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
-			tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt}, &idx, &e.Value, &e.Type, &e.Primary, jscan{&xg}, jscan{&xm}); err != nil {
+		if err := rows.Scan(userDest(&u, &idx, &e.Value, &e.Type, &e.Primary, jscan{&xg}, jscan{&xm})...); err != nil {
 			return nil, err
 		}
 		if n := len(out); n == 0 || out[n-1].ID != u.ID {
@@ -337,9 +335,7 @@ FROM (SELECT * FROM users u `+tail+`) u LEFT JOIN user_emails e ON e.user_id = u
 		var u directory.User
 		var idx int64
 		var e directory.Email
-		if err := rows.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
-			&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
-			tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt}, &idx, &e.Value, &e.Type, &e.Primary); err != nil {
+		if err := rows.Scan(userDest(&u, &idx, &e.Value, &e.Type, &e.Primary)...); err != nil {
 			return nil, err
 		}
 		if n := len(out); n == 0 || out[n-1].ID != u.ID {

@@ -47,6 +47,14 @@ func (r *reader) userArgs(args []any, u *directory.User) []any {
 		u.UsualRole, u.Location, jarg(u.Attrs), u.Version, r.s.d.Time(u.CreatedAt), r.s.d.Time(u.UpdatedAt), del)
 }
 
+// userDest is the scan destination of a users row's columns, in
+// userSelect's order (id, user_name, ... deleted_at), then extra.
+func userDest(u *directory.User, extra ...any) []any {
+	return append([]any{&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
+		&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
+		tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt}}, extra...)
+}
+
 // queryUsers selects users (with their e-mails) matching the SQL tail.
 func (r *reader) queryUsers(ctx context.Context, tail string, args ...any) ([]directory.User, error) {
 	rows, err := r.c.Query(ctx, userSelect+" "+tail, args...)
@@ -57,9 +65,7 @@ func (r *reader) queryUsers(ctx context.Context, tail string, args ...any) ([]di
 	var out []directory.User
 	for rows.Next() {
 		var u directory.User
-		if err := rows.Scan(&u.ID, &u.UserName, &u.ExternalID, &u.Email, &u.GivenName, &u.FamilyName, &u.DisplayName,
-			&u.Active, &u.UserType, &u.FirmNumber, &u.UsualRole, &u.Location, jscan{(*[]byte)(&u.Attrs)}, &u.Version,
-			tscan{&u.CreatedAt}, tscan{&u.UpdatedAt}, ntscan{&u.DeletedAt}); err != nil {
+		if err := rows.Scan(userDest(&u)...); err != nil {
 			return nil, err
 		}
 		out = append(out, u)
