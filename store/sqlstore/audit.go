@@ -74,30 +74,17 @@ func (t *txn) flush(ctx context.Context, commit bool) (committed bool, err error
 	if !t.headLoaded && d.WriteCTE && len(t.pending) <= smallFlush {
 		return t.flushChainInSQL(ctx, commit) // the head locked last, for one statement (scim_auditchain.go)
 	}
-	if !t.headLoaded {
-		err := t.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&t.headSeq, &t.headHash)
-		if err != nil {
-			return false, fmt.Errorf("store: audit: lock chain head: %w", t.s.mapErr(err))
-		}
-		t.headLoaded = true
+	if err := t.lockHead(ctx); err != nil {
+		return false, err
 	}
-	// Each event is sealed after the one before (the chain); row seals
-	// event i and encodes it. A large flush seals during the COPY
-	// (bulkInsertFunc: the hashing overlaps the server's inserts).
-	seq, hash := t.headSeq, t.headHash
-	row := func(i int) []any {
-		e := &t.pending[i]
-		audit.Seal(e, seq, hash)
-		seq, hash = e.Seq, e.Hash
-		return []any{e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
-			jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash}
-	}
+	// A large flush seals each event during the COPY (bulkInsertFunc: the
+	// hashing overlaps the server's inserts).
+	row := func(i int) []any { return t.sealRow(&t.pending[i]) }
 	if d.WriteCTE && len(t.pending) <= smallFlush {
 		rows := make([][]any, len(t.pending))
 		for i := range rows {
 			rows[i] = row(i)
 		}
-		t.headSeq, t.headHash = seq, hash
 		// The events and the new head in one statement: one round trip
 		// instead of COPY's two and the UPDATE's one (an interactive write,
 		// e.g. a SCIM request or a first case access, writes one event).
@@ -130,7 +117,6 @@ func (t *txn) flush(ctx context.Context, commit bool) (committed bool, err error
 	if err := t.bulkInsertFunc(ctx, "audit_events", auditColList, len(t.pending), row); err != nil {
 		return false, fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
 	}
-	t.headSeq, t.headHash = seq, hash
 	if _, err := t.c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, t.headSeq, t.headHash); err != nil {
 		return false, fmt.Errorf("store: audit: advance chain head: %w", t.s.mapErr(err))
 	}
@@ -153,30 +139,46 @@ func (t *txn) writeEvents(ctx context.Context, n int, ev func(i int) audit.Event
 	if err := t.flushAudit(ctx); err != nil { // the buffered events come first
 		return err
 	}
-	d := t.s.d
-	if !t.headLoaded {
-		err := t.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&t.headSeq, &t.headHash)
-		if err != nil {
-			return fmt.Errorf("store: audit: lock chain head: %w", t.s.mapErr(err))
-		}
-		t.headLoaded = true
+	if err := t.lockHead(ctx); err != nil {
+		return err
 	}
-	seq, hash := t.headSeq, t.headHash
 	row := func(i int) []any {
 		e := ev(i)
 		e.Time, e.Actor, e.RunID, e.RequestID = t.s.nowUTC(), t.meta.Actor, t.meta.RunID, t.meta.RequestID
-		audit.Seal(&e, seq, hash)
-		seq, hash = e.Seq, e.Hash
-		return []any{e.Seq, d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
-			jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash}
+		return t.sealRow(&e)
 	}
 	if err := t.bulkInsertFunc(ctx, "audit_events", auditColList, n, row); err != nil {
 		return fmt.Errorf("store: audit: write events: %w", t.s.mapErr(err))
 	}
 	// The head row is stored once, by the transaction's last flush
 	// (headDirty), not after every bulk chunk.
-	t.headSeq, t.headHash, t.headDirty = seq, hash, true
+	t.headDirty = true
 	return nil
+}
+
+// lockHead reads the chain head into the transaction, locking its row
+// for the rest of the transaction (once).
+func (t *txn) lockHead(ctx context.Context) error {
+	if t.headLoaded {
+		return nil
+	}
+	err := t.c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+t.s.d.ForUpdate).Scan(&t.headSeq, &t.headHash)
+	if err != nil {
+		return fmt.Errorf("store: audit: lock chain head: %w", t.s.mapErr(err))
+	}
+	t.headLoaded = true
+	return nil
+}
+
+// sealRow seals e after the transaction's chain head, which it advances to
+// e, and returns e's audit_events row (auditColList). Events are sealed in
+// order; with COPY it runs on pgx's encoding goroutine while the caller
+// waits (Copier), and a failed write fails the transaction, head included.
+func (t *txn) sealRow(e *audit.Event) []any {
+	audit.Seal(e, t.headSeq, t.headHash)
+	t.headSeq, t.headHash = e.Seq, e.Hash
+	return []any{e.Seq, t.s.d.Time(e.Time), e.Actor, e.Action, e.ObjectType, e.ObjectID,
+		jarg(e.Before), jarg(e.After), e.RunID, e.RequestID, e.PrevHash, e.Hash}
 }
 
 // execLockingHead runs a data-modifying statement (INSERT, UPDATE or
