@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,13 +136,6 @@ func (c *Client) abort() {
 	c.conns.closeAll()
 }
 
-// open is the number of open connections (tests).
-func (s *connSet) open() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
-}
-
 // attempt sends one GET of uri and calls body with a 2xx answer's body
 // (valid only during the call). retry says whether a failure is transient;
 // wait is the server's Retry-After, when it gave one.
@@ -203,10 +197,6 @@ func (c *Client) attempt(ctx context.Context, uri string, body func([]byte) erro
 // redactURI is uri without its query (a look-up by e-mail carries the
 // e-mail there; the API key is never in the URI).
 func redactURI(uri string) string {
-	for i := 0; i < len(uri); i++ {
-		if uri[i] == '?' {
-			return uri[:i]
-		}
-	}
-	return uri
+	path, _, _ := strings.Cut(uri, "?")
+	return path
 }
