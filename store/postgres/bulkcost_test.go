@@ -109,3 +109,64 @@ FROM information_schema.columns WHERE table_name IN ('audit_events', 'run_items'
 		t.Fatalf("audit verify: %+v, %v", res, err)
 	}
 }
+
+// TestUniquenessCheckPlansWithoutStatistics: on a users table never
+// analyzed (a fresh install's first provisioning burst), the generic plan
+// of the userName uniqueness check of every create and update reads
+// users_user_name_uq, not the whole of another partial index on live users
+// (migration 0054 narrowed users_external_id_live_idx, which it read: 283
+// instead of ~700 SCIM creates/s).
+func TestUniquenessCheckPlansWithoutStatistics(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, testenv.Postgres(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
+		for i := range 20 {
+			u := &directory.User{UserName: fmt.Sprintf("u%d@firm.example", i), ExternalID: fmt.Sprintf("ext-%d", i), Active: true}
+			if err := tx.CreateUser(ctx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := s.DB().(*pgDB).pool
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = tx.Exec(ctx, "DEALLOCATE q", pgx.QueryExecModeSimpleProtocol)
+		_ = tx.Rollback(ctx)
+	}()
+	for _, stmt := range []string{"SET LOCAL plan_cache_mode = force_generic_plan",
+		"PREPARE q(text, text) AS SELECT id FROM users WHERE user_name_lc = $1 AND deleted_at IS NULL AND id <> $2 LIMIT 1"} { // checkUserUnique
+		if _, err := tx.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE q('x', 'y')", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	rows.Close()
+	if p := strings.Join(plan, "; "); !strings.Contains(p, "users_user_name_uq") {
+		t.Errorf("uniqueness check without statistics: plan %q does not use users_user_name_uq", p)
+	}
+}

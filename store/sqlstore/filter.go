@@ -27,7 +27,9 @@ type column struct {
 var userColumns = map[store.Field]column{
 	"id":                {expr: "u.id"},
 	"userName":          {expr: "u.user_name_lc", ci: true},
-	"externalId":        {expr: "u.external_id"},
+	// eq: an absent externalId ("") equals nothing; the predicate lets the
+	// partial users_external_id_live_idx serve the lookup (PostgreSQL 0054).
+	"externalId":        {expr: "u.external_id", eq: " AND u.external_id <> ''"},
 	"displayName":       {expr: "u.display_name_lc", ci: true},
 	"givenName":         {expr: "u.given_name"},
 	"familyName":        {expr: "u.family_name"},
