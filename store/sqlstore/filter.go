@@ -25,8 +25,8 @@ type column struct {
 }
 
 var userColumns = map[store.Field]column{
-	"id":                {expr: "u.id"},
-	"userName":          {expr: "u.user_name_lc", ci: true},
+	"id":       {expr: "u.id"},
+	"userName": {expr: "u.user_name_lc", ci: true},
 	// eq: an absent externalId ("") equals nothing; the predicate lets the
 	// partial users_external_id_live_idx serve the lookup (PostgreSQL 0054).
 	"externalId":        {expr: "u.external_id", eq: " AND u.external_id <> ''"},
