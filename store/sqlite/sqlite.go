@@ -66,14 +66,20 @@ var Dialect = &sqlstore.Dialect{
 	MaxRowsPerInsert: 100,
 }
 
-// Page caches: every connection has its own. The writer's 64 MiB keeps a
-// bulk load in memory until commit; 16 MiB per reader bounds the pool's
-// worst case (writer + 4 readers) at 128 MiB instead of 320 MiB, which a
-// 100k-user LDAP full sync otherwise fills (it reads the whole store's
-// state); the OS page cache serves what a reader's cache misses.
+// Page caches: every connection has its own, and a cached 4 KiB page costs
+// up to twice its size (modernc.org/memory serves the page plus its header
+// from an 8 KiB slot). A 100k-user LDAP full sync fills
+// whatever it is given — the writer with the bulk load's B-tree pages, the
+// readers with the store's state it reads — and that memory comes on top of
+// the Go heap, outside GOMEMLIMIT: with 64 MiB for the writer and 16 MiB per
+// reader SQLite held 146 MB of the first full sync's 389–401 MB peak RSS,
+// with 16 MiB and 4 MiB 48 MB, at the same wall time (BENCHMARKS.md, "LDAP
+// sync", 2026-12-02 morning); the SQLite bulk upsert benchmark and the SCIM
+// load run moved within their noise. The OS page cache serves what a
+// connection's cache misses.
 const (
-	writerCache = "cache_size(-65536)"
-	readerCache = "cache_size(-16384)"
+	writerCache = "cache_size(-16384)"
+	readerCache = "cache_size(-4096)"
 )
 
 // Open opens (creating if needed) the SQLite database at path and returns
