@@ -43,6 +43,8 @@ type Options struct {
 	Dial Dialer // default Dial
 	// afterPage is a test hook called after each page ("users"/"groups", page index).
 	afterPage func(kind string, page int)
+	// beforeGroups is a test hook called in a full run between the user and the group read.
+	beforeGroups func(r *run)
 }
 
 // Syncer syncs one LDAP source into the store.
@@ -320,10 +322,15 @@ func (r *run) full(ctx context.Context, next *cursor) error {
 	if err := r.checkFraction("users", int64(r.usersSeen-r.keyless), r.prev.LastFullUsers, int64(r.liveLinks)); err != nil {
 		return err
 	}
+	r.dropUserLookups()
+	if r.s.opts.beforeGroups != nil {
+		r.s.opts.beforeGroups(r)
+	}
 	groups, err := r.fetchGroups(ctx, r.s.src.GroupFilter)
 	if err != nil {
 		return err
 	}
+	r.dnIdx, r.nameIdx = nil, nil // members are resolved to indexes into r.ids
 	if err := r.checkFraction("groups", int64(len(groups)), r.prev.LastFullGroups, 0); err != nil {
 		return err
 	}

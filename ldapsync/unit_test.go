@@ -302,3 +302,39 @@ func TestGroupPageSize(t *testing.T) {
 		t.Fatalf("paged searches: %q", c.pageSizes)
 	}
 }
+
+// TestFullRunDropsUserLookups: once a full run has read its users, the
+// per-user lookups only the user phase needs are released before the group
+// read (the run's memory peak), and no userName index is built for
+// member/uniqueMember DNs; the run's result is unchanged.
+func TestFullRunDropsUserLookups(t *testing.T) {
+	st := openSQLite(t)
+	src := adSource()
+	var checked bool
+	hook := func(r *run) {
+		checked = true
+		if r.users != nil || r.byEmail != nil || r.byName != nil || r.pending != nil || r.linkedUser != nil {
+			t.Errorf("user lookups kept into the group read: users %d, byEmail %d, byName %d, pending %d, linkedUser %d",
+				len(r.users), len(r.byEmail), len(r.byName), len(r.pending), len(r.linkedUser))
+		}
+		if len(r.nameIdx) != 0 {
+			t.Errorf("userName index of %d entries built for member attribute %q", len(r.nameIdx), src.MemberAttribute)
+		}
+		if len(r.dnIdx) == 0 || len(r.links) == 0 || len(r.seen) == 0 {
+			t.Errorf("the DN index, links and seen keys are needed later: %d, %d, %d", len(r.dnIdx), len(r.links), len(r.seen))
+		}
+	}
+	for _, phase := range []string{"full", "full"} { // an empty store, then one with every user
+		s := New(src, st, Options{Dial: dialReplay(loadRecorded(t, phase)), beforeGroups: hook})
+		res, err := s.Run(context.Background(), RunOptions{Full: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != directory.RunOK || res.Counts["users_seen"] == 0 || res.Counts["groups_seen"] == 0 {
+			t.Fatalf("run %s: counts %v", res.Status, res.Counts)
+		}
+	}
+	if !checked {
+		t.Fatal("hook not called")
+	}
+}

@@ -552,7 +552,9 @@ func (r *run) index(u ldapUser, id string) int32 {
 	i := int32(len(r.ids))
 	r.ids = append(r.ids, id)
 	r.dnIdx[normDN(u.DN)] = i
-	r.nameIdx[lower(u.F.UserName)] = i
+	if r.s.src.MemberAttribute == "memberUid" { // only memberUid values are userNames
+		r.nameIdx[lower(u.F.UserName)] = i
+	}
 	return i
 }
 
@@ -589,6 +591,15 @@ func (r *run) indexFromLinks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// dropUserLookups releases, once the users of a full run are read, what
+// only the user phase needs: the digests and the e-mail, userName and
+// pending-create lookups (about half of the run's per-user maps; the group
+// read that follows is the run's memory peak). The links and the seen keys
+// stay for markGone, the DN index for the group read.
+func (r *run) dropUserLookups() {
+	r.users, r.byEmail, r.byName, r.pending, r.linkedUser = nil, nil, nil, nil, nil
 }
 
 // markGone marks the links of users missing from a complete full read.
