@@ -137,12 +137,14 @@ func checkDefendants(field string, c Case, ds []string) *Error {
 	return nil
 }
 
-// checkExpiry: an expiry must be after now.
+// checkExpiry: an expiry must be after now, at the precision it is
+// stored with (microseconds): one less than a microsecond ahead would be
+// stored as now, an invite that is never live.
 func checkExpiry(field string, exp *time.Time, now time.Time) *Error {
 	if exp == nil {
 		return nil
 	}
-	if !exp.After(now) {
+	if !exp.UTC().Truncate(time.Microsecond).After(now) {
 		return invalid(field, "expiry %s is not in the future (now %s)", exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return nil

@@ -55,6 +55,9 @@ func TestInviteBadInput(t *testing.T) {
 			{"unknown inviter", caseaccess.InviteInput{User: "nick", Inviter: "ghost", Role: caseaccess.RoleFeePaidJudge}, caseaccess.KindNotFound, "inviter"},
 			{"expiry in the past", caseaccess.InviteInput{User: "nick", Role: caseaccess.RoleFeePaidJudge, ExpiresAt: ptr(t0.Add(-time.Minute))}, caseaccess.KindInvalid, "expiresAt"},
 			{"expiry now", caseaccess.InviteInput{User: "nick", Role: caseaccess.RoleFeePaidJudge, ExpiresAt: ptr(t0)}, caseaccess.KindInvalid, "expiresAt"},
+			// Expiries are kept to the microsecond: one under a microsecond
+			// ahead would be stored as now, an invite that never was live.
+			{"expiry under a microsecond ahead", caseaccess.InviteInput{User: "nick", Role: caseaccess.RoleFeePaidJudge, ExpiresAt: ptr(t0.Add(999 * time.Nanosecond))}, caseaccess.KindInvalid, "expiresAt"},
 			{"defence advocate without defendants", caseaccess.InviteInput{User: "dora", Role: caseaccess.RoleDefenceAdvocate, ExpiresAt: future}, caseaccess.KindInvalid, "defendants"},
 			{"blank defendants", caseaccess.InviteInput{User: "dora", Role: caseaccess.RoleDefenceAdvocate, Defendants: []string{" "}}, caseaccess.KindInvalid, "defendants"},
 			{"defendant not of the case", caseaccess.InviteInput{User: "dora", Role: caseaccess.RoleDefenceAdvocate, Defendants: []string{"Brown"}}, caseaccess.KindInvalid, "defendants"},
