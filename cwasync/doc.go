@@ -40,7 +40,7 @@
 //     codes and its user (and its "cwa" link is marked gone).
 //
 // Safety: any failed or partial read (after retries), malformed JSON or a
-// snapshot with fewer firms or offices than MinFraction (default 0.5;
+// snapshot with fewer firms, offices or legacy logins than MinFraction (default 0.5;
 // ShrinkGuardOff, config cwa.minFraction: 0, switches this check off) of
 // the last good one aborts the run before anything is written; the run
 // then gets one item, action "failed" on object "run", saying why. A

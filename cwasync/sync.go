@@ -58,8 +58,9 @@ type Options struct {
 	// Concurrency bounds the per-firm and per-login requests (and e-mail
 	// look-ups) in flight; default 8.
 	Concurrency int
-	// MinFraction (the shrink guard): a snapshot with fewer firms or
-	// offices than this fraction of the last good snapshot aborts the run.
+	// MinFraction (the shrink guard): a snapshot with fewer firms,
+	// offices or legacy logins than this fraction of the last good run's
+	// aborts the run.
 	// 0 means the default 0.5; ShrinkGuardOff (any negative value)
 	// switches the check off (config: cwa.minFraction: 0).
 	MinFraction float64
@@ -202,7 +203,8 @@ func (s *Syncer) sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 		return nil, err
 	}
 	snap := ApplyRules(rows)
-	if err := s.checkSize(ctx, snap); err != nil {
+	last, fromCursor, err := s.checkSize(ctx, snap)
+	if err != nil {
 		return nil, err
 	}
 	lap("snapshot")
@@ -222,6 +224,9 @@ func (s *Syncer) sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 		err = serr
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkLogins(len(logins), last, fromCursor, cur); err != nil {
 		return nil, err
 	}
 	lap("fetch")
@@ -286,24 +291,25 @@ func (s *Syncer) sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 
 // checkSize aborts when the snapshot has fewer firms or offices than
 // MinFraction of the last good snapshot (the cursor; without one, of what
-// the store holds enabled).
-func (s *Syncer) checkSize(ctx context.Context, snap *Snapshot) error {
+// the store holds enabled). It returns that baseline, and whether it came
+// from the cursor, for checkLogins.
+func (s *Syncer) checkSize(ctx context.Context, snap *Snapshot) (last cursor, fromCursor bool, err error) {
 	if s.o.MinFraction < 0 {
 		s.log.Warn("cwa shrink guard is off (cwa.minFraction: 0): the snapshot is applied whatever its size",
 			zap.Int("firms", len(snap.Firms)), zap.Int("offices", len(snap.Offices)))
-		return nil
+		return last, false, nil
 	}
-	var last cursor
 	raw, err := s.st.GetCursor(ctx, Source)
 	switch {
 	case err == nil && raw != "":
 		if err := json.Unmarshal([]byte(raw), &last); err != nil {
-			return fmt.Errorf("cwasync: read cursor: %w", err)
+			return last, false, fmt.Errorf("cwasync: read cursor: %w", err)
 		}
+		fromCursor = true
 	case err == nil || errors.Is(err, store.ErrNotFound):
 		firms, err := s.st.ListFirms(ctx)
 		if err != nil {
-			return fmt.Errorf("cwasync: list firms: %w", err)
+			return last, false, fmt.Errorf("cwasync: list firms: %w", err)
 		}
 		for _, f := range firms {
 			if f.Enabled {
@@ -312,7 +318,7 @@ func (s *Syncer) checkSize(ctx context.Context, snap *Snapshot) error {
 		}
 		offices, err := s.st.ListOffices(ctx, "")
 		if err != nil {
-			return fmt.Errorf("cwasync: list offices: %w", err)
+			return last, false, fmt.Errorf("cwasync: list offices: %w", err)
 		}
 		for _, o := range offices {
 			if o.Active {
@@ -320,12 +326,36 @@ func (s *Syncer) checkSize(ctx context.Context, snap *Snapshot) error {
 			}
 		}
 	default:
-		return fmt.Errorf("cwasync: read cursor: %w", err)
+		return last, false, fmt.Errorf("cwasync: read cursor: %w", err)
 	}
-	atLeast := func(n int) int { return int(math.Ceil(float64(n) * s.o.MinFraction)) }
-	if len(snap.Firms) < atLeast(last.Firms) || len(snap.Offices) < atLeast(last.Offices) {
-		return fmt.Errorf("cwasync: %w: %d firms and %d offices (from %d rows), the last good snapshot had %d and %d; minimum fraction %.2f; nothing was changed",
+	if len(snap.Firms) < s.atLeast(last.Firms) || len(snap.Offices) < s.atLeast(last.Offices) {
+		return last, fromCursor, fmt.Errorf("cwasync: %w: %d firms and %d offices (from %d rows), the last good snapshot had %d and %d; minimum fraction %.2f; nothing was changed",
 			ErrSnapshotTooSmall, len(snap.Firms), len(snap.Offices), snap.Rows, last.Firms, last.Offices, s.o.MinFraction)
+	}
+	return last, fromCursor, nil
+}
+
+func (s *Syncer) atLeast(n int) int { return int(math.Ceil(float64(n) * s.o.MinFraction)) }
+
+// checkLogins is the shrink guard for legacy logins (every firm present
+// but listing far fewer logins, e.g. empty answers during an outage): n
+// logins read against the last good run's count (the cursor; without one,
+// the stored logins that still have a user link or office codes).
+func (s *Syncer) checkLogins(n int, last cursor, fromCursor bool, cur *state) error {
+	if s.o.MinFraction < 0 {
+		return nil
+	}
+	if !fromCursor {
+		last.Logins = 0
+		for _, l := range cur.logins {
+			if l.UserID != "" || len(l.OfficeCodes) > 0 {
+				last.Logins++
+			}
+		}
+	}
+	if n < s.atLeast(last.Logins) {
+		return fmt.Errorf("cwasync: %w: %d legacy logins, the last good run had %d; minimum fraction %.2f; nothing was changed",
+			ErrSnapshotTooSmall, n, last.Logins, s.o.MinFraction)
 	}
 	return nil
 }

@@ -790,3 +790,34 @@ func TestSyncApplyFailureRollsBack(t *testing.T) {
 		e.verifyChain()
 	})
 }
+
+// TestSyncTooFewLogins: firms and offices all there but (nearly) every
+// firm listing no logins, e.g. CWA answering the per-firm calls with empty
+// lists during an outage, is as suspicious as a small snapshot: the run
+// aborts before any login loses its office codes and user link.
+func TestSyncTooFewLogins(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.createUser("abrown", "a.brown@smith.example")
+		e.mustRun()
+		before := e.events()
+		fx := e.fake.Fixture()
+		fx.Users = nil
+		e.fake.SetFixture(fx)
+		rep, id, err := e.run(false)
+		if !errors.Is(err, cwasync.ErrSnapshotTooSmall) {
+			t.Fatalf("err %v, want ErrSnapshotTooSmall for 0 of 5 logins", err)
+		}
+		checkAbortItem(t, e.items(id), rep, id, "run aborted by the shrink guard (cwa.minFraction), nothing was changed: "+err.Error())
+		if ab := e.login("ABROWN"); ab.UserID == "" || len(ab.OfficeCodes) == 0 {
+			t.Errorf("ABROWN = %+v: emptied by an aborted run", ab)
+		}
+		if n := e.events(); n != before {
+			t.Errorf("aborted run wrote %d audit events", n-before)
+		}
+		// With the guard off the same answer is applied.
+		e.minFr = cwasync.ShrinkGuardOff
+		if rep, _ := e.mustRun(); rep.Counts["gone"] != 5 {
+			t.Errorf("guard off: counts %v", rep.Counts)
+		}
+	})
+}
