@@ -184,3 +184,34 @@ func TestExpiryAcrossRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestRevokePastExpiry: revoking an invite whose expiry has passed but
+// that no sweep has revoked yet (e.g. at a restart, before the first pass)
+// is refused as already ended, and the expiry is applied then: the invite
+// ends as expired, with its expiry event and notifications, not as revoked.
+func TestRevokePastExpiry(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		inv := e.invite(caseaccess.InviteInput{User: "nick", Role: caseaccess.RoleFeePaidJudge, ExpiresAt: ptr(t0.Add(10 * time.Minute))})
+		e.clk.Set(t0.Add(10 * time.Minute)) // exactly at the expiry
+		_, err := e.svc.Revoke(e.ctx, admin, "T20260001", inv.ID)
+		if !isKind(err, caseaccess.KindConflict, "invite") {
+			t.Fatalf("revoke past expiry: %v; want a conflict: the invite already ended", err)
+		}
+		got, err := e.cs.GetInvite(e.ctx, inv.ID)
+		if err != nil || got.RevokedAt == nil || got.RevokeReason != caseaccess.ReasonExpired {
+			t.Fatalf("invite = %+v, %v; want expired", got, err)
+		}
+		if n, m := e.auditCount("case.invite.expire"), e.auditCount("case.invite.revoke"); n != 1 || m != 0 {
+			t.Errorf("audit: %d expire and %d revoke events; want 1 and 0", n, m)
+		}
+		n := 0
+		for _, note := range e.notes() {
+			if note.Kind == caseaccess.NoteInviteExpired && note.InviteID == inv.ID {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("expiry notifications = %d, want 2 (invitee and inviter)", n)
+		}
+	})
+}

@@ -355,6 +355,7 @@ func (s *Service) caseInvite(ctx context.Context, r Reader, ref, id string) (Cas
 func (s *Service) Revoke(ctx context.Context, m audit.Meta, ref, id string) (Invite, error) {
 	now := s.nowUTC()
 	var out Invite
+	expired := false
 	err := s.st.UpdateCases(ctx, m, func(ctx context.Context, tx Tx) error {
 		_, inv, err := s.caseInvite(ctx, tx, ref, id)
 		if err != nil {
@@ -362,6 +363,10 @@ func (s *Service) Revoke(ctx context.Context, m audit.Meta, ref, id string) (Inv
 		}
 		if inv.RevokedAt != nil {
 			return conflict("invite", "invite %s already ended (%s)", id, inv.RevokeReason)
+		}
+		if !inv.Live(now) { // passed its expiry, not swept yet: it ended then, expire it now
+			expired = true
+			return s.expireInTx(ctx, tx, []Invite{inv}, now, true)
 		}
 		out, err = tx.RevokeInvite(ctx, id, now, ReasonRevoked)
 		if err != nil {
@@ -373,6 +378,9 @@ func (s *Service) Revoke(ctx context.Context, m audit.Meta, ref, id string) (Inv
 		return Invite{}, err
 	}
 	s.changed()
+	if expired {
+		return Invite{}, conflict("invite", "invite %s already ended (%s)", id, ReasonExpired)
+	}
 	return out, nil
 }
 
