@@ -157,6 +157,16 @@ func (s *Server) uiAuth(h func(http.ResponseWriter, *http.Request, *caller, sess
 			return
 		}
 		if r.Method == http.MethodPost {
+			// Parse the form here: PostFormValue drops the error, and a body
+			// past the limit would read as a missing CSRF token.
+			if err := r.ParseForm(); err != nil {
+				if isTooLarge(err) {
+					s.uiError(w, r, nil, http.StatusRequestEntityTooLarge, "The form is too large.")
+				} else {
+					s.uiError(w, r, nil, http.StatusBadRequest, "The form could not be read.")
+				}
+				return
+			}
 			if o := r.Header.Get("Origin"); o != "" && o != "null" && !sameOrigin(o, r) {
 				s.logRefusal(r, &authFailure{status: http.StatusForbidden, code: "csrf", reason: "cross-origin post"})
 				s.uiError(w, r, nil, http.StatusForbidden, "This form was posted from another site.")
