@@ -55,9 +55,10 @@
 //
 // Groups are owned by the SCIM client that created them (source
 // "scim:<token name>", also for a token that has admin scopes besides scim,
-// whose audit actor is "admin:<name>"; user links use the same source); only groups from a SCIM source are SCIM resources:
-// by id (404 otherwise) and in GET /Groups, whose filter the store narrows
-// to source "scim:*" in SQL (store/sqlstore/scim_groups.go).
+// whose audit actor is "admin:<name>"; user links use the same source); a
+// client is served only its own groups: by id (404 otherwise, for other
+// SCIM clients' groups too) and in GET /Groups, whose filter the store
+// narrows to the client's source in SQL (store/sqlstore/scim_groups.go).
 // Group PATCH answers 204 (what Entra expects, accepted by Okta). Removing
 // a member who is not in the group is not an error (idempotent, as
 // identity providers retry): members[value eq "…"] is the one remove

@@ -35,11 +35,12 @@ func allMembers(ctx context.Context, rd reader, groupID string) ([]string, error
 	}
 }
 
-// visibleGroup reads a group SCIM may see: one provisioned by a SCIM
-// client ("scim:" source) and not deleted.
+// visibleGroup reads a group the calling SCIM client may see: one it
+// provisioned (source "scim:<client>", clientSource) and not deleted.
+// Other sources' groups, other SCIM clients' included, are 404.
 func visibleGroup(ctx context.Context, get func(context.Context, string) (directory.Group, error), id string) (directory.Group, error) {
 	g, err := get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (g.DeletedAt != nil || !strings.HasPrefix(g.Source, scimSourcePrefix))) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (g.DeletedAt != nil || !ownGroup(ctx, g))) {
 		return g, notFound("Group", id)
 	}
 	if err != nil {
@@ -70,7 +71,7 @@ func (o groupOps) get(ctx context.Context, id string, p projection) (map[string]
 }
 
 func (o groupOps) list(ctx context.Context, q listQuery, p projection) ([]map[string]any, int64, error) {
-	page, err := o.h.b.ListGroups(ctx, store.GroupQuery{Filter: scimGroups(q.Filter), SortBy: q.SortBy, SortDesc: q.SortDesc, Offset: q.Offset, Limit: q.Limit})
+	page, err := o.h.b.ListGroups(ctx, store.GroupQuery{Filter: scimGroups(clientSource(ctx), q.Filter), SortBy: q.SortBy, SortDesc: q.SortDesc, Offset: q.Offset, Limit: q.Limit})
 	if err != nil {
 		return nil, 0, fmt.Errorf("scim: list groups: %w", err)
 	}
@@ -85,10 +86,11 @@ func (o groupOps) list(ctx context.Context, q listQuery, p projection) ([]map[st
 	return out, page.Total, nil
 }
 
-// scimGroups narrows a group filter to the groups of SCIM sources, the
-// only groups SCIM serves (visibleGroup applies the same rule by id).
-func scimGroups(f store.Filter) store.Filter {
-	src := store.Cmp{Field: "source", Op: store.OpSw, Value: scimSourcePrefix}
+// scimGroups narrows a group filter to the groups of the calling SCIM
+// client (source), the only groups it is served (visibleGroup applies the
+// same rule by id).
+func scimGroups(source string, f store.Filter) store.Filter {
+	src := store.Cmp{Field: "source", Op: store.OpEq, Value: source}
 	if f == nil {
 		return src
 	}
@@ -97,6 +99,12 @@ func scimGroups(f store.Filter) store.Filter {
 
 // scimSourcePrefix starts the source of every SCIM-provisioned group.
 const scimSourcePrefix = "scim:"
+
+// ownGroup tells whether g was provisioned by the calling SCIM client.
+func ownGroup(ctx context.Context, g directory.Group) bool {
+	src := clientSource(ctx)
+	return strings.HasPrefix(src, scimSourcePrefix) && g.Source == src
+}
 
 // missingUsers is the store's one-query check of member ids
 // (store/sqlstore/scim_users.go).
@@ -302,7 +310,7 @@ func (o groupOps) patch(ctx context.Context, m audit.Meta, id string, ops []patc
 			// The members are written before the checks below; a failed
 			// check fails the transaction, which undoes the write.
 			g, missing, err := lw.SCIMLockGroupChangeMembers(ctx, id, oneAdd, oneIDs, func(g directory.Group) bool {
-				return strings.HasPrefix(g.Source, scimSourcePrefix)
+				return ownGroup(ctx, g)
 			})
 			if _, err := visibleGroup(ctx, func(context.Context, string) (directory.Group, error) { return g, err }, id); err != nil {
 				return err

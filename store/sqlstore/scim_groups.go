@@ -10,10 +10,10 @@ import (
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
-// The SCIM server (package scim) lists only the groups SCIM clients
-// provisioned (source "scim:<client>"): LDAP and other sources' groups are
-// not SCIM resources. It narrows GET /Groups with a filter on the group's
-// source ("source sw \"scim:\""), which the store runs in SQL like every
+// The SCIM server (package scim) lists a SCIM client only the groups it
+// provisioned (source "scim:<client>"): LDAP's and other clients' groups
+// are not its resources. It narrows GET /Groups with a filter on the
+// group's source ("source eq \"scim:<client>\""), which the store runs in SQL like every
 // other filter field. SCIM clients cannot name this field themselves: the
 // SCIM Group schema has no "source" attribute, so their filters never
 // reach it.
