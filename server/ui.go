@@ -226,7 +226,15 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 }
 
 func (s *Server) uiError(w http.ResponseWriter, r *http.Request, c *caller, status int, msg string) {
-	s.render(w, r, status, "error", uiPage{Title: http.StatusText(status), Me: s.me(c), Error: msg})
+	p := uiPage{Title: http.StatusText(status), Me: s.me(c), Error: msg}
+	if c != nil && s.adm.cookies != nil {
+		// The layout shows a signed-in caller the sign-out form: it needs
+		// the session's CSRF token.
+		if sd, ok := s.adm.cookies.session(r); ok {
+			p.CSRF = s.csrfOf(sd)
+		}
+	}
+	s.render(w, r, status, "error", p)
 }
 
 func (s *Server) csrfOf(sd sessionData) string { return s.adm.cookies.csrfToken(sd) }

@@ -41,3 +41,21 @@ func TestUIOversizedFormIs413(t *testing.T) {
 		t.Fatalf("an oversized form changed grants: %v %v", gs, err)
 	}
 }
+
+// A page refused with a signed-in user keeps a working sign-out button:
+// its form carries the session's CSRF token.
+func TestUIErrorPageCanSignOut(t *testing.T) {
+	e := newAdminEnv(t, adminEnvOptions{insecureCookies: true})
+	b := e.browser(t)
+	b.signIn("/ui/users", "alice@firm.example")
+	resp, body := b.get("/ui/runs")
+	if resp.StatusCode != 403 || !strings.Contains(body, `action="/ui/logout"`) {
+		t.Fatalf("refused page: %d", resp.StatusCode)
+	}
+	if resp, _ := b.post("/ui/logout", url.Values{"csrf": {csrfOf(t, body)}}); resp.StatusCode != 200 {
+		t.Fatalf("sign out from a refused page: %d", resp.StatusCode)
+	}
+	if resp, _ := b.get("/ui/users"); !strings.HasPrefix(resp.Request.URL.String(), e.issuer.URL) {
+		t.Fatalf("still signed in: %s", resp.Request.URL)
+	}
+}
