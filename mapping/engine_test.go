@@ -474,3 +474,49 @@ rules:
 		t.Errorf("denied %+v: a role needing offices with none of the firm's in scope", r.Denied)
 	}
 }
+
+// TestExplainShowsHeldScope: a held role is explained with the offices the
+// user actually holds, and, when rules will change them, with the scope
+// they will become; never with the rules' scope as if it were held.
+func TestExplainShowsHeldScope(t *testing.T) {
+	cat, rs := loadLaunch(t)
+	e := NewEngine(cat, rs)
+	ruleProv := directory.Provenance{Kind: directory.ProvRule, Ref: "ccms-case-workers"}
+	manual := directory.Provenance{Kind: directory.ProvManual, Ref: "admin:bob"}
+	tests := []struct {
+		name            string
+		held            directory.Grant
+		scope, changeTo string
+	}{
+		{"rule grant held wider than the rules now give",
+			directory.Grant{AllOffices: true, Provenance: []directory.Provenance{ruleProv}}, "all offices", "offices 0Q731M"},
+		{"rule grant held as the rules give", directory.Grant{Offices: []string{"0Q731M"}, Provenance: []directory.Provenance{ruleProv}},
+			"offices 0Q731M", ""},
+		{"manual and rule grant keeps its wider scope",
+			directory.Grant{Offices: []string{"0Q731M", "1A001L"}, Provenance: []directory.Provenance{manual, ruleProv}}, "offices 0Q731M,1A001L", ""},
+		{"manual grant the rules widen", directory.Grant{Offices: []string{"1A001L"}, Provenance: []directory.Provenance{manual}},
+			"offices 1A001L", "offices 0Q731M,1A001L"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := fixture()
+			f.Groups = []GroupFact{group("LAA CCMS Case Workers")}
+			g := tt.held
+			g.UserID, g.FirmNumber, g.Service, g.Role = "u1", "3856", "ccms", "case-management"
+			f.Grants = []directory.Grant{g}
+			x := e.Explain(&f)
+			var rx *RoleExplanation
+			for i := range x.Firms[0].Roles {
+				if x.Firms[0].Roles[i].Role == "ccms/case-management" {
+					rx = &x.Firms[0].Roles[i]
+				}
+			}
+			if rx == nil || !rx.Held || !rx.Desired {
+				t.Fatalf("case-management: %+v; want held and desired", rx)
+			}
+			if rx.Scope != tt.scope || rx.ScopeChange != tt.changeTo {
+				t.Errorf("scope %q, change to %q; want %q, %q", rx.Scope, rx.ScopeChange, tt.scope, tt.changeTo)
+			}
+		})
+	}
+}

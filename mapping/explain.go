@@ -31,13 +31,19 @@ type FirmExplanation struct {
 
 // RoleExplanation says why a role is (or would be) held, or why not.
 type RoleExplanation struct {
-	Role       string                 `json:"role"` // service/role
-	Desired    bool                   `json:"desired"`
-	Held       bool                   `json:"held"`
-	Scope      string                 `json:"scope,omitempty"`
-	Provenance []directory.Provenance `json:"provenance,omitempty"` // of the actual grant
-	Why        []string               `json:"why,omitempty"`
-	WhyNot     []string               `json:"whyNot,omitempty"`
+	Role    string `json:"role"` // service/role
+	Desired bool   `json:"desired"`
+	Held    bool   `json:"held"`
+	// Scope is the held grant's office scope when held, else the scope
+	// rules would grant.
+	Scope string `json:"scope,omitempty"`
+	// ScopeChange, for a held role, is the scope reconcile will change it
+	// to (the rules' scope; with a manual or source provenance too, its
+	// union with the held one), when that differs from Scope.
+	ScopeChange string                 `json:"scopeChange,omitempty"`
+	Provenance  []directory.Provenance `json:"provenance,omitempty"` // of the actual grant
+	Why         []string               `json:"why,omitempty"`
+	WhyNot      []string               `json:"whyNot,omitempty"`
 }
 
 // Explain evaluates f with a trace and explains every catalogue role in each
@@ -77,9 +83,17 @@ func (e *Engine) Explain(f *Facts) Explanation {
 			if g, ok := actual[k]; ok {
 				rx.Held = true
 				rx.Provenance = g.Provenance
-				if !rx.Desired {
-					rx.Scope = grantScope(g)
+				held := grantScope(g)
+				if d, ok := desired[k]; ok {
+					want := d.Grant
+					if hasNonRule(g) { // reconcile keeps the union (it never narrows what a person granted)
+						want.AllOffices, want.Offices = unionScope(g, scope{all: d.Grant.AllOffices, offices: d.Grant.Offices})
+					}
+					if w := grantScope(want); w != held {
+						rx.ScopeChange = w
+					}
 				}
+				rx.Scope = held
 				for _, p := range g.Provenance {
 					if p.Kind != directory.ProvRule {
 						rx.Why = append(rx.Why, fmt.Sprintf("%s grant by %s", p.Kind, p.Ref))
@@ -215,6 +229,9 @@ func writeRole(b *strings.Builder, r RoleExplanation) {
 	fmt.Fprintf(b, "  %s %s: %s", mark, r.Role, state)
 	if r.Scope != "" {
 		fmt.Fprintf(b, " [%s]", r.Scope)
+	}
+	if r.ScopeChange != "" {
+		fmt.Fprintf(b, ", to be changed to [%s]", r.ScopeChange)
 	}
 	b.WriteString("\n")
 	for _, w := range r.Why {
