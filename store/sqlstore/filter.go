@@ -21,7 +21,24 @@ type column struct {
 	expr string    // SQL expression
 	kind valueKind // value type
 	ci   bool      // case-insensitive: expr is a lowercased column, values are lowercased
-	eq   string    // extra predicate for eq, letting a partial unique index serve it
+	// asciiCI: case-insensitive for a column without a Go-lowercased copy:
+	// expr is LOWER(column), and values are lowercased in ASCII only, as
+	// LOWER does on both backends (SQLite's built-in LOWER, PostgreSQL's
+	// under COLLATE "C"), so that a non-ASCII spelling still matches itself.
+	asciiCI bool
+	eq      string // extra predicate for eq, letting a partial unique index serve it
+}
+
+// lowerASCII lowercases the ASCII letters of s, as SQL LOWER does on a
+// COLLATE "C" (PostgreSQL) or any (SQLite) column.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 var userColumns = map[store.Field]column{
@@ -29,12 +46,14 @@ var userColumns = map[store.Field]column{
 	"userName": {expr: "u.user_name_lc", ci: true},
 	// eq: an absent externalId ("") equals nothing; the predicate lets the
 	// partial users_external_id_live_idx serve the lookup (PostgreSQL 0054).
-	"externalId":        {expr: "u.external_id", eq: " AND u.external_id <> ''"},
-	"displayName":       {expr: "u.display_name_lc", ci: true},
-	"givenName":         {expr: "u.given_name"},
-	"familyName":        {expr: "u.family_name"},
+	"externalId":  {expr: "u.external_id", eq: " AND u.external_id <> ''"},
+	"displayName": {expr: "u.display_name_lc", ci: true},
+	// RFC 7643 §4.1: name.givenName, name.familyName and userType are
+	// caseExact false.
+	"givenName":         {expr: "LOWER(u.given_name)", asciiCI: true},
+	"familyName":        {expr: "LOWER(u.family_name)", asciiCI: true},
 	"email":             {expr: "u.email_lc", ci: true},
-	"userType":          {expr: "u.user_type"},
+	"userType":          {expr: "LOWER(u.user_type)", asciiCI: true},
 	"firmNumber":        {expr: "u.firm_number"},
 	"active":            {expr: "u.active", kind: kBool},
 	"meta.created":      {expr: "u.created_at", kind: kTime},
@@ -43,7 +62,7 @@ var userColumns = map[store.Field]column{
 
 var emailColumns = map[store.Field]column{
 	"value":   {expr: "e.value_lc", ci: true},
-	"type":    {expr: "e.type"},
+	"type":    {expr: "LOWER(e.type)", asciiCI: true}, // caseExact false (RFC 7643 §4.1.2)
 	"primary": {expr: "e.is_primary", kind: kBool},
 }
 
@@ -182,6 +201,8 @@ func (w *where) cmp(c store.Cmp, cols map[store.Field]column) (string, error) {
 		}
 		if col.ci {
 			s = strings.ToLower(s)
+		} else if col.asciiCI {
+			s = lowerASCII(s)
 		}
 		switch c.Op {
 		case store.OpCo:
