@@ -26,7 +26,10 @@
 // the report pages under /ui (ui*.go, templates and assets embedded from
 // ui/). Bearer tokens are the static ones or, with OIDC configured, the
 // issuer's JWTs (authn.go); pages use a signed session cookie from the
-// code+PKCE sign-in and a CSRF token per form (session.go, ui_login.go).
+// code+PKCE sign-in and a CSRF token per form (session.go, ui_login.go);
+// signing out records a session.logout audit event keyed by a hash of the
+// session id, and a session with one is refused (every replica, across
+// restarts), so a copied cookie dies with the logout.
 // The permission rules (firm admins see and change only their own firm,
 // never admin roles; support does everything) are in authz.go and are
 // enforced by the API handlers, which the pages call too. Decisions made

@@ -30,11 +30,19 @@ const (
 // sessionData is what the signed session cookie holds. It carries no
 // secret: the identity (re-mapped to the user and their grants on every
 // request, so a revoked role takes effect at once), a random id the CSRF
-// token is bound to, and the expiry.
+// token and the logout (sessionRef) are bound to, and the expiry.
 type sessionData struct {
 	SID     string           `json:"sid"`
 	ID      webauth.Identity `json:"id"`
 	Expires int64            `json:"exp"`
+}
+
+// sessionRef is the audit object id of sd's logout (the revocation
+// uiAuth looks for): a hash of the session id, so the log never holds the
+// id itself.
+func sessionRef(sd sessionData) string {
+	h := sha256.Sum256([]byte("dirsyncd-session\x00" + sd.SID))
+	return "session:" + hex.EncodeToString(h[:16])
 }
 
 // loginState is the short-lived cookie of a sign-in in progress.

@@ -147,6 +147,17 @@ func (s *Server) uiAuth(h func(http.ResponseWriter, *http.Request, *caller, sess
 			return
 		}
 		sd, ok := s.adm.cookies.session(r)
+		if ok {
+			revoked, err := s.sessionRevoked(r.Context(), sd)
+			if err != nil {
+				s.internalPage(w, r, "check session", err)
+				return
+			}
+			if revoked { // signed out: a copy of the cookie is no session
+				s.adm.cookies.clearCookie(w, sessionCookie, "/")
+				ok = false
+			}
+		}
 		if !ok {
 			if r.Method == http.MethodGet {
 				http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/store"
 	"github.com/dirsyncd/dirsyncd/webauth"
 )
@@ -115,9 +117,29 @@ func (s *Server) uiCallback(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// uiLogout ends the session on the server too: the logout is an audit
+// event whose object is the session (sessionRef), and uiAuth refuses a
+// session with one, so a copy of the cookie stops working on every
+// replica and across restarts, not only in this browser.
 func (s *Server) uiLogout(w http.ResponseWriter, r *http.Request, c *caller, sd sessionData) {
-	s.adm.cookies.clearCookie(w, sessionCookie, "/")
+	s.adm.cookies.clearCookie(w, sessionCookie, "/") // this browser forgets it even if the store fails
+	err := s.adm.store.Update(r.Context(), meta(r, c), func(ctx context.Context, tx store.Tx) error {
+		return tx.Record(ctx, "session.logout", "session", sessionRef(sd), nil,
+			map[string]any{"expires": time.Unix(sd.Expires, 0).UTC()})
+	})
+	if err != nil {
+		s.internalPage(w, r, "audit logout", err)
+		return
+	}
 	s.render(w, r, http.StatusOK, "error", uiPage{Title: "Signed out", Error: "You are signed out."})
+}
+
+// sessionRevoked reports whether sd was signed out (uiLogout).
+func (s *Server) sessionRevoked(ctx context.Context, sd sessionData) (bool, error) {
+	found := false
+	err := s.adm.store.Audit(ctx, store.AuditFilter{ObjectID: sessionRef(sd), Action: "session.logout", Limit: 1},
+		func(audit.Event) error { found = true; return nil })
+	return found, err
 }
 
 func (s *Server) internalPage(w http.ResponseWriter, r *http.Request, op string, err error) {
