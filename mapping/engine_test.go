@@ -520,3 +520,39 @@ func TestExplainShowsHeldScope(t *testing.T) {
 		})
 	}
 }
+
+// TestExplainDeprovisionedUser: an inactive or deleted user loses every
+// grant at the next reconcile, manual ones too; the explanation says so
+// instead of calling a manual grant "held, not from rules". A user whose
+// sources are all gone keeps manual grants (only rule grants go).
+func TestExplainDeprovisionedUser(t *testing.T) {
+	cat, rs := loadLaunch(t)
+	e := NewEngine(cat, rs)
+	now := time.Now()
+	tests := []struct {
+		name  string
+		mod   func(f *Facts)
+		state string
+	}{
+		{"inactive", func(f *Facts) { f.User.Active = false }, "! ccms/case-management: held, to be revoked [offices 0Q731M]"},
+		{"deleted", func(f *Facts) { f.User.DeletedAt = &now }, "! ccms/case-management: held, to be revoked [offices 0Q731M]"},
+		{"every source gone", func(f *Facts) {
+			f.Links = []directory.SourceLink{{UserID: "u1", Source: "ldap:corp", Key: "k", GoneAt: &now}}
+		}, "! ccms/case-management: held, not from rules [offices 0Q731M]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := fixture()
+			tt.mod(&f)
+			f.Grants = []directory.Grant{{UserID: "u1", FirmNumber: "3856", Service: "ccms", Role: "case-management", Offices: []string{"0Q731M"},
+				Provenance: []directory.Provenance{{Kind: directory.ProvManual, Ref: "admin:bob"}}}}
+			var buf bytes.Buffer
+			if err := e.Explain(&f).WriteText(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(buf.String(), tt.state+"\n") {
+				t.Errorf("explain:\n%s\nwant the line %q", buf.String(), tt.state)
+			}
+		})
+	}
+}

@@ -11,11 +11,14 @@ import (
 // Explanation answers, for one user, why they have each role and why they do
 // not have the others.
 type Explanation struct {
-	UserID     string            `json:"userId"`
-	UserName   string            `json:"userName"`
-	Status     Status            `json:"status"`
-	Ineligible string            `json:"ineligible,omitempty"`
-	Firms      []FirmExplanation `json:"firms"`
+	UserID     string `json:"userId"`
+	UserName   string `json:"userName"`
+	Status     Status `json:"status"`
+	Ineligible string `json:"ineligible,omitempty"`
+	// Deprovisioned: the user is inactive or deleted, so every grant,
+	// manual ones too, is revoked at the next reconcile.
+	Deprovisioned bool              `json:"deprovisioned,omitempty"`
+	Firms         []FirmExplanation `json:"firms"`
 	// Other holds actual grants in firms the user is no longer a member of.
 	Other []RoleExplanation `json:"other,omitempty"`
 }
@@ -50,7 +53,8 @@ type RoleExplanation struct {
 // of the user's firms.
 func (e *Engine) Explain(f *Facts) Explanation {
 	res := e.evaluate(f, true)
-	x := Explanation{UserID: f.User.ID, UserName: f.User.UserName, Status: res.Status, Ineligible: res.Ineligible}
+	x := Explanation{UserID: f.User.ID, UserName: f.User.UserName, Status: res.Status, Ineligible: res.Ineligible,
+		Deprovisioned: f.User.DeletedAt != nil || !f.User.Active}
 	actual := map[directory.GrantKey]directory.Grant{}
 	for _, g := range f.Grants {
 		actual[g.Key()] = g
@@ -194,7 +198,7 @@ func (x Explanation) WriteText(w io.Writer) error {
 				quiet = append(quiet, r.Role)
 				continue
 			}
-			writeRole(&b, r)
+			writeRole(&b, r, x.Deprovisioned)
 		}
 		if len(quiet) > 0 {
 			fmt.Fprintf(&b, "  - not held (no rule applies, or not allowed for the firm type): %s\n", strings.Join(quiet, ", "))
@@ -202,13 +206,13 @@ func (x Explanation) WriteText(w io.Writer) error {
 	}
 	for _, r := range x.Other {
 		b.WriteString("other firms\n")
-		writeRole(&b, r)
+		writeRole(&b, r, x.Deprovisioned)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func writeRole(b *strings.Builder, r RoleExplanation) {
+func writeRole(b *strings.Builder, r RoleExplanation, deprovisioned bool) {
 	mark := "-"
 	state := "not held"
 	switch {
@@ -224,6 +228,9 @@ func writeRole(b *strings.Builder, r RoleExplanation) {
 			if p.Kind == directory.ProvRule {
 				state = "held, to be revoked"
 			}
+		}
+		if deprovisioned {
+			state = "held, to be revoked"
 		}
 	}
 	fmt.Fprintf(b, "  %s %s: %s", mark, r.Role, state)
