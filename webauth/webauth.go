@@ -36,7 +36,11 @@ type Provider struct {
 	redirect string
 	client   *http.Client
 
+	now func() time.Time
+
 	mu       sync.Mutex
+	failErr  error // the last discovery failure, answered until failedAt+retryDelay
+	failedAt time.Time
 	provider *oidc.Provider
 	bearer   *oidc.IDTokenVerifier // audience = TokenAudience
 	idTokens *oidc.IDTokenVerifier // audience = ClientID
@@ -57,21 +61,36 @@ func New(cfg config.OIDCConfig, redirectURL string, client *http.Client) *Provid
 		// fetches) until the browser gives up.
 		client = &http.Client{Timeout: DefaultHTTPTimeout}
 	}
-	return &Provider{cfg: cfg, redirect: redirectURL, client: client}
+	return &Provider{cfg: cfg, redirect: redirectURL, client: client, now: time.Now}
 }
 
-// init fetches discovery once; after a failure the next call retries.
+// retryDelay is how long a failed discovery stays the answer before the
+// next call tries again.
+const retryDelay = 5 * time.Second
+
+// init fetches discovery once. A failure is the answer for retryDelay,
+// then the next call retries: an attempt can take the client's whole
+// timeout under p.mu, and callers queued behind it must not each wait for
+// an attempt of their own.
 func (p *Provider) init(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.provider != nil {
 		return nil
 	}
+	if p.failErr != nil && p.now().Before(p.failedAt.Add(retryDelay)) {
+		return p.failErr
+	}
 	ctx = oidc.ClientContext(ctx, p.client)
 	prov, err := oidc.NewProvider(ctx, p.cfg.Issuer)
 	if err != nil {
-		return fmt.Errorf("webauth: discover %s: %w", p.cfg.Issuer, err)
+		err = fmt.Errorf("webauth: discover %s: %w", p.cfg.Issuer, err)
+		if ctx.Err() == nil { // the provider failed, not this caller who gave up
+			p.failErr, p.failedAt = err, p.now()
+		}
+		return err
 	}
+	p.failErr = nil
 	algs := []string{oidc.RS256, oidc.ES256, oidc.PS256, oidc.EdDSA}
 	if p.cfg.JWKSURL != "" {
 		// Keys from the configured JWKS; its context must outlive this call.
