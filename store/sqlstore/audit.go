@@ -302,5 +302,20 @@ func (s *Store) VerifyAudit(ctx context.Context) (*audit.Verifier, error) {
 		v.Problems = append(v.Problems, audit.Problem{Seq: headSeq,
 			Reason: fmt.Sprintf("chain head is event %d but the log ends at event %d (events deleted or edited at the end)", headSeq, last.Seq)})
 	}
+	// Events past the head: every committed event is at or below the head
+	// (they commit together and the head only grows), so one above a head
+	// read after it means the head was moved back, and the events after it
+	// would go unchecked. The newest event is read before the head.
+	var maxSeq, nowHead int64
+	if err := s.c.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM audit_events`).Scan(&maxSeq); err != nil {
+		return nil, fmt.Errorf("store: verify audit: read the newest event: %w", s.mapErr(err))
+	}
+	if err := s.c.QueryRow(ctx, `SELECT seq FROM audit_head WHERE id = 1`).Scan(&nowHead); err != nil {
+		return nil, fmt.Errorf("store: verify audit: read chain head: %w", s.mapErr(err))
+	}
+	if maxSeq > nowHead {
+		v.Problems = append(v.Problems, audit.Problem{Seq: nowHead + 1,
+			Reason: fmt.Sprintf("events %d to %d are after the chain head (event %d): the head was moved back, they are not verified", nowHead+1, maxSeq, nowHead)})
+	}
 	return v, nil
 }
