@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/mail"
 	"strings"
@@ -330,6 +331,62 @@ func decodeJSON(b []byte, v any) error {
 	}
 	if d.More() {
 		return badRequest(TypeInvalidSyntax, "malformed JSON: trailing data")
+	}
+	return nil
+}
+
+// decodeBody is decodeJSON for a request body: a NUL character anywhere in
+// it (JSON's \u0000, in a key or a value) is refused, as PostgreSQL text
+// cannot hold it (a 500 otherwise).
+func decodeBody(b []byte, v any) error {
+	if err := decodeJSON(b, v); err != nil {
+		return err
+	}
+	if bytes.Contains(b, []byte(`\u0000`)) && hasNUL(reflectValue(v)) {
+		return badRequest(TypeInvalidValue, "a string contains a NUL character")
+	}
+	return nil
+}
+
+// reflectValue dereferences the pointer decodeJSON decoded into.
+func reflectValue(v any) any {
+	switch p := v.(type) {
+	case *map[string]any:
+		return *p
+	case *any:
+		return *p
+	}
+	return v
+}
+
+func hasNUL(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.IndexByte(x, 0) >= 0
+	case map[string]any:
+		for k, e := range x {
+			if strings.IndexByte(k, 0) >= 0 || hasNUL(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxKeyLen bounds the attributes the store keeps in unique or lookup
+// indexes (userName, externalId, e-mail values, a group's displayName):
+// PostgreSQL refuses a btree entry over 2704 bytes, which would be a 500.
+const maxKeyLen = 1024
+
+func checkKeyLen(name, v string) error {
+	if len(v) > maxKeyLen {
+		return badRequest(TypeInvalidValue, "%s is longer than %d bytes", name, maxKeyLen)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dirsyncd/dirsyncd/store"
 	filter "github.com/scim2/filter-parser/v2"
@@ -110,6 +111,10 @@ func parseFilter(def *resourceDef, raw string) (store.Filter, error) {
 	}
 	if len(raw) > maxFilterLen {
 		return nil, badRequest(TypeInvalidFilter, "filter longer than %d bytes", maxFilterLen)
+	}
+	if !utf8.ValidString(raw) || strings.IndexByte(raw, 0) >= 0 {
+		// no stored value matches it (and PostgreSQL refuses to compare it)
+		return nil, badRequest(TypeInvalidFilter, "filter is not valid UTF-8 text")
 	}
 	if expr, ok := fastFilter(raw); ok {
 		return translate(def, expr, "", 0)

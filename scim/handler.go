@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -125,7 +126,7 @@ func newRequestID() string {
 // ServeHTTP authenticates, rate-limits, bounds the body and routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := r.Header.Get("X-Request-Id")
-	if rid == "" || len(rid) > 128 {
+	if rid == "" || len(rid) > 128 || !printableASCII(rid) { // it is stored in the audit log
 		rid = newRequestID()
 	}
 	w.Header().Set("X-Request-Id", rid)
@@ -168,6 +169,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx = auth.WithPrincipal(ctx, p)
 	r = r.WithContext(ctx)
 	h.route(w, r)
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // allow applies the client's token bucket; it returns how long to wait
@@ -240,6 +250,11 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 			if id == "" || strings.Contains(id, "/") {
 				break
 			}
+			if !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
+				// no resource has such an id (PostgreSQL cannot even compare it)
+				writeErrorBody(w, notFound(rt.def.Name, id))
+				return
+			}
 			switch r.Method {
 			case http.MethodGet:
 				h.get(w, r, rt.def, rt.res, id)
@@ -298,7 +313,7 @@ func (h *Handler) readResource(r *http.Request, def *resourceDef) (map[string]an
 		return nil, err
 	}
 	var raw map[string]any
-	if err := decodeJSON(b, &raw); err != nil {
+	if err := decodeBody(b, &raw); err != nil {
 		return nil, err
 	}
 	if raw == nil {

@@ -100,7 +100,7 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request, def *resourceDe
 		return
 	}
 	var req map[string]any
-	if err := decodeJSON(b, &req); err != nil {
+	if err := decodeBody(b, &req); err != nil {
 		h.writeError(w, r, err)
 		return
 	}

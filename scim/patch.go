@@ -25,7 +25,7 @@ const maxPatchOps = 1000
 // parsePatch decodes and checks a PatchOp body.
 func parsePatch(body []byte) ([]patchOp, error) {
 	var req map[string]any
-	if err := decodeJSON(body, &req); err != nil {
+	if err := decodeBody(body, &req); err != nil {
 		return nil, err
 	}
 	if req == nil {

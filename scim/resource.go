@@ -24,6 +24,12 @@ func userFromState(st map[string]any, base directory.User) (directory.User, erro
 		return u, badRequest(TypeInvalidValue, "userName is required")
 	}
 	u.ExternalID, _ = st["externalId"].(string)
+	if err := checkKeyLen("userName", u.UserName); err != nil {
+		return u, err
+	}
+	if err := checkKeyLen("externalId", u.ExternalID); err != nil {
+		return u, err
+	}
 	u.DisplayName, _ = st["displayName"].(string)
 	u.Active = true
 	if b, ok := st["active"].(bool); ok {
@@ -55,6 +61,9 @@ func userFromState(st map[string]any, base directory.User) (directory.User, erro
 			v = strings.TrimSpace(v)
 			if v == "" {
 				continue
+			}
+			if err := checkKeyLen("emails.value", v); err != nil {
+				return u, err
 			}
 			if !validEmail(v) {
 				return u, badRequest(TypeInvalidValue, "emails: %q is not a valid e-mail address", v)
@@ -260,6 +269,12 @@ func groupFromState(st map[string]any, base directory.Group) (directory.Group, e
 		return g, badRequest(TypeInvalidValue, "displayName is required")
 	}
 	g.ExternalID, _ = st["externalId"].(string)
+	if err := checkKeyLen("displayName", g.DisplayName); err != nil {
+		return g, err
+	}
+	if err := checkKeyLen("externalId", g.ExternalID); err != nil {
+		return g, err
+	}
 	return g, nil
 }
 
