@@ -28,12 +28,12 @@ const Source = "cwa"
 var ErrSnapshotTooSmall = errors.New("cwa snapshot suspiciously small")
 
 // Store is what cwasync needs of store.Store: reads of the current firms,
-// offices, legacy logins and CWA links, the users with an e-mail, the cursor, and
+// offices, legacy logins and CWA links, the users (for their e-mails), the cursor, and
 // Update. Inside Update it calls only PutFirm, PutOffice, PutLegacyLogin,
 // PutLink (or their bulk forms, when the Tx has BulkTx and BulkLinkTx),
 // MarkLinkGone, AddRunItems and SetCursor.
 type Store interface {
-	ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error)
+	ListUsersAfter(ctx context.Context, afterID string, limit int) ([]directory.User, error)
 	ListFirms(ctx context.Context) ([]directory.Firm, error)
 	ListOffices(ctx context.Context, firmNumber string) ([]directory.Office, error)
 	ListLegacyLogins(ctx context.Context, q store.LegacyLoginQuery) ([]directory.LegacyLogin, error)
@@ -435,27 +435,28 @@ func (s *Syncer) fetchLogins(ctx context.Context, snap *Snapshot) (map[string]*f
 
 // usersByEmail maps the lower-cased primary e-mail of every user that is
 // not deleted to the user's id (e-mails are unique case-insensitively, and
-// one paged read is far cheaper than a look-up per login).
+// one paged read is far cheaper than a look-up per login). The pages follow
+// the id (keyset), not an offset: a user deleted or losing its e-mail
+// between two pages must not shift another user out of the read, whose
+// logins would then be unmatched and lose their link.
 func (s *Syncer) usersByEmail(ctx context.Context) (map[string]string, error) {
 	const page = 5000
 	out := map[string]string{}
-	q := store.UserQuery{Filter: store.Cmp{Field: "email", Op: store.OpPr}, Limit: page}
-	for {
-		p, err := s.st.ListUsers(ctx, q)
+	for after := ""; ; {
+		us, err := s.st.ListUsersAfter(ctx, after, page)
 		if err != nil {
-			return nil, fmt.Errorf("cwasync: list users with an e-mail: %w", err)
+			return nil, fmt.Errorf("cwasync: list users: %w", err)
 		}
-		for _, u := range p.Items {
+		for _, u := range us {
 			if u.Email != "" && u.DeletedAt == nil {
 				out[strings.ToLower(u.Email)] = u.ID
 			}
 		}
-		q.Offset += len(p.Items)
-		if len(p.Items) < page || int64(q.Offset) >= p.Total {
+		if len(us) < page {
 			return out, nil
 		}
+		after = us[len(us)-1].ID
 	}
-
 }
 
 // state is what the store holds now.

@@ -821,3 +821,56 @@ func TestSyncTooFewLogins(t *testing.T) {
 		}
 	})
 }
+
+// deletingStore soft-deletes a user right after the first page of users
+// is read, as a SCIM DELETE running beside the sync would.
+type deletingStore struct {
+	store.Store
+	victim string
+	done   bool
+}
+
+func (s *deletingStore) ListUsersAfter(ctx context.Context, after string, limit int) ([]directory.User, error) {
+	us, err := s.Store.ListUsersAfter(ctx, after, limit)
+	if err == nil && !s.done {
+		s.done = true
+		err = s.Store.Update(ctx, audit.Meta{Actor: "scim:test"}, func(ctx context.Context, tx store.Tx) error {
+			return tx.DeleteUser(ctx, s.victim)
+		})
+	}
+	return us, err
+}
+
+// TestSyncMatchesLoginsWhileUsersChange: the users are read in pages to
+// match logins by e-mail; a user leaving the set read (deleted) between two
+// pages must not make another user unread, whose login would then be
+// unmatched and lose its link.
+func TestSyncMatchesLoginsWhileUsersChange(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		const fillers = 5000 // a page of the sync's user read
+		err := e.st.Update(context.Background(), audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+			for i := 0; i < fillers; i++ {
+				u := &directory.User{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), UserName: fmt.Sprintf("filler%d", i),
+					Email: fmt.Sprintf("filler%d@example.org", i), Active: true}
+				if err := tx.CreateUser(ctx, u); err != nil {
+					return err
+				}
+			}
+			return tx.CreateUser(ctx, &directory.User{ID: "ffffffff-0000-4000-8000-000000000000", UserName: "abrown",
+				Email: "a.brown@smith.example", Active: true})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds := &deletingStore{Store: e.st, victim: "00000000-0000-4000-8000-000000000000"}
+		if _, err := cwasync.New(e.api, ds, cwasync.Options{Concurrency: 4, Now: func() time.Time { return e.now }}).Sync(context.Background(), "", false); err != nil {
+			t.Fatal(err)
+		}
+		if !ds.done {
+			t.Fatal("the sync read no users")
+		}
+		if l := e.login("ABROWN"); l.UserID != "ffffffff-0000-4000-8000-000000000000" {
+			t.Errorf("ABROWN = %+v: not matched to abrown, read after a user left the first page", l)
+		}
+	})
+}
