@@ -37,7 +37,11 @@
 //     code (a login only keeps codes of active offices of its own firm), so
 //     grants with legacy office scope narrow at the next reconcile;
 //   - a login CWA no longer lists keeps its record but loses its office
-//     codes and its user (and its "cwa" link is marked gone).
+//     codes and its user (and its "cwa" link is marked gone);
+//   - but a firm the snapshot lists only in rejected rows, and an office it
+//     lists for two firms, are present, not missing (Snapshot.Held,
+//     HeldOffices): what the store holds of them, the firm's logins
+//     included, is kept as it is.
 //
 // Safety: any failed or partial read (after retries), malformed JSON or a
 // snapshot with fewer firms, offices or legacy logins than MinFraction (default 0.5;

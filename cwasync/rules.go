@@ -60,6 +60,14 @@ type Snapshot struct {
 	Firms   map[string]directory.Firm   // by number; Enabled, no Version
 	Offices map[string]directory.Office // by code; Active
 	Items   []directory.RunItem         // dropped, rejected, repaired (no RunID)
+	// Held are firms the snapshot lists only in rejected rows (or with
+	// only offices it lists for two firms), and HeldOffices offices it
+	// lists for two firms: present, but not
+	// importable. A bad row is not an absence: the sync leaves what the
+	// store holds of them as it is (no firm disabled, office deactivated,
+	// login emptied or link removed on their account).
+	Held        map[string]bool
+	HeldOffices map[string]bool
 }
 
 // ApplyRules turns snapshot rows into firms and offices:
@@ -76,7 +84,8 @@ type Snapshot struct {
 //   - a firm name shared by several firms gets " (firmNumber)" appended to
 //     each of them, so the result does not depend on row order.
 func ApplyRules(rows []OfficeRow) *Snapshot {
-	s := &Snapshot{Rows: len(rows), Firms: map[string]directory.Firm{}, Offices: map[string]directory.Office{}}
+	s := &Snapshot{Rows: len(rows), Firms: map[string]directory.Firm{}, Offices: map[string]directory.Office{},
+		Held: map[string]bool{}, HeldOffices: map[string]bool{}}
 	report := func(action, typ, id, format string, args ...any) {
 		s.Items = append(s.Items, directory.RunItem{Action: action, ObjectType: typ, ObjectID: id, Reason: fmt.Sprintf(format, args...)})
 	}
@@ -86,8 +95,9 @@ func ApplyRules(rows []OfficeRow) *Snapshot {
 	}
 	firms := map[string]*firmRow{}
 	var firmOrder []string
-	officeFirm := map[string]string{} // code -> firm number of its first valid row
-	conflicted := map[string]bool{}   // codes listed for two firms
+	officeFirm := map[string]string{}  // code -> firm number of its first valid row
+	conflicted := map[string]bool{}    // codes listed for two firms
+	conflictFirms := map[string]bool{} // firms listing one of them
 
 	for i, r := range rows {
 		num := string(r.FirmNumber)
@@ -106,9 +116,11 @@ func ApplyRules(rows []OfficeRow) *Snapshot {
 		switch {
 		case !okType:
 			report(ActionRejected, ObjFirm, num, "unknown firm type %q (snapshot %s)", r.FirmType, rowID)
+			s.Held[num] = true
 			continue
 		case name == "":
 			report(ActionRejected, ObjFirm, num, "firm without a name (snapshot %s)", rowID)
+			s.Held[num] = true
 			continue
 		}
 		parent := string(r.ParentFirmNumber)
@@ -130,6 +142,9 @@ func ApplyRules(rows []OfficeRow) *Snapshot {
 				conflicted[code] = true
 				report(ActionRejected, ObjOffice, code, "office listed for firms %s and %s (snapshot %s)", prev, num, rowID)
 			}
+			if prev != num {
+				conflictFirms[prev], conflictFirms[num] = true, true
+			}
 			continue
 		}
 		officeFirm[code] = num
@@ -144,6 +159,7 @@ func ApplyRules(rows []OfficeRow) *Snapshot {
 	}
 	for code := range conflicted {
 		delete(s.Offices, code)
+		s.HeldOffices[code] = true
 	}
 	hasOffice := map[string]bool{}
 	for _, o := range s.Offices {
@@ -152,9 +168,17 @@ func ApplyRules(rows []OfficeRow) *Snapshot {
 	for _, num := range firmOrder {
 		if !hasOffice[num] {
 			report(ActionDropped, ObjFirm, num, "firm without offices")
+			if conflictFirms[num] { // its offices are only in dispute
+				s.Held[num] = true
+			}
 			continue
 		}
 		s.Firms[num] = firms[num].f
+	}
+	for num := range s.Held {
+		if _, ok := s.Firms[num]; ok { // a valid row imports it
+			delete(s.Held, num)
+		}
 	}
 
 	// Hierarchy: first clear impossible parents, then enforce one level.

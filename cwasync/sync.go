@@ -226,7 +226,7 @@ func (s *Syncer) sync(ctx context.Context, runID string, dryRun bool) (*Report, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkLogins(len(logins), last, fromCursor, cur); err != nil {
+	if err := s.checkLogins(len(logins)+keptLogins(snap, logins, cur), last, fromCursor, cur); err != nil {
 		return nil, err
 	}
 	lap("fetch")
@@ -333,6 +333,18 @@ func (s *Syncer) checkSize(ctx context.Context, snap *Snapshot) (last cursor, fr
 			ErrSnapshotTooSmall, len(snap.Firms), len(snap.Offices), snap.Rows, last.Firms, last.Offices, s.o.MinFraction)
 	}
 	return last, fromCursor, nil
+}
+
+// keptLogins counts the stored logins of held firms (not read, kept as
+// they are) that still have a user link or office codes.
+func keptLogins(snap *Snapshot, logins map[string]*fetchedLogin, cur *state) int {
+	n := 0
+	for key, l := range cur.logins {
+		if _, read := logins[key]; !read && snap.Held[l.FirmNumber] && (l.UserID != "" || len(l.OfficeCodes) > 0) {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Syncer) atLeast(n int) int { return int(math.Ceil(float64(n) * s.o.MinFraction)) }
@@ -637,7 +649,7 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 	}
 	for _, n := range sortedKeys(cur.firms) {
 		have := cur.firms[n]
-		if _, ok := snap.Firms[n]; ok || !have.Enabled {
+		if _, ok := snap.Firms[n]; ok || !have.Enabled || snap.Held[n] {
 			continue
 		}
 		f := have
@@ -664,7 +676,7 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 	}
 	for _, c := range sortedKeys(cur.offices) {
 		have := cur.offices[c]
-		if _, ok := snap.Offices[c]; ok || !have.Active {
+		if _, ok := snap.Offices[c]; ok || !have.Active || snap.Held[have.FirmNumber] || snap.HeldOffices[c] {
 			continue
 		}
 		o := have
@@ -709,6 +721,9 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 		if have.UserID == "" && len(have.OfficeCodes) == 0 {
 			continue // already gone
 		}
+		if snap.Held[have.FirmNumber] {
+			continue // its firm's rows were rejected: not read, kept as it is
+		}
 		want := have
 		want.UserID, want.OfficeCodes = "", nil
 		p.item(ActionGone, ObjLegacyLogin, key, "no longer listed by CWA (firm "+have.FirmNumber+"): office codes and user link removed")
@@ -735,6 +750,9 @@ func (s *Syncer) plan(snap *Snapshot, logins map[string]*fetchedLogin, cur *stat
 		}
 		if l, ok := logins[key]; ok && l.userID != "" {
 			continue // re-linked to another user above
+		}
+		if _, ok := logins[key]; !ok && snap.Held[cur.logins[key].FirmNumber] {
+			continue // its firm's rows were rejected: not read, kept as it is
 		}
 		reason := "legacy login no longer listed by CWA"
 		if l, ok := logins[key]; ok {

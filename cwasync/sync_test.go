@@ -874,3 +874,71 @@ func TestSyncMatchesLoginsWhileUsersChange(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncRejectedFirmIsNotGone: a firm whose rows are rejected (here an
+// unknown spelling of its type) is in the snapshot, not missing from it: a
+// bad row is reported and not imported, and nothing of the firm is
+// disabled, deactivated, emptied or unlinked on its account.
+func TestSyncRejectedFirmIsNotGone(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		uid := e.createUser("abrown", "a.brown@smith.example")
+		e.mustRun()
+		fx := e.fake.Fixture()
+		for i := range fx.Offices {
+			if fx.Offices[i].FirmNumber == "3856" {
+				fx.Offices[i].FirmType = "Legal services provider"
+			}
+		}
+		e.fake.SetFixture(fx)
+		rep, id := e.mustRun()
+		if !findItem(e.items(id), cwasync.ActionRejected, cwasync.ObjFirm, "3856", "unknown firm type") {
+			t.Errorf("no rejected item for firm 3856: %+v", rep.Items)
+		}
+		if f := e.firm("3856"); !f.Enabled {
+			t.Error("firm 3856 disabled because its rows were rejected")
+		}
+		for _, c := range []string{"0Q731M", "1A001L"} {
+			if o := e.office(c); !o.Active {
+				t.Errorf("office %s made inactive because its firm's rows were rejected", c)
+			}
+		}
+		if l := e.login("ABROWN"); l.UserID != uid || len(l.OfficeCodes) != 2 {
+			t.Errorf("ABROWN = %+v: emptied because its firm's rows were rejected", l)
+		}
+		for _, it := range e.items(id) {
+			if (it.Action == cwasync.ActionDisabled || it.Action == cwasync.ActionGone || it.Action == cwasync.ActionUnlinked) &&
+				(it.ObjectID == "3856" || it.ObjectID == "0Q731M" || it.ObjectID == "1A001L" || it.ObjectID == "ABROWN" || it.ObjectID == "JSMITH") {
+				t.Errorf("item %+v", it)
+			}
+		}
+	})
+}
+
+// TestSyncDisputedOfficeIsNotGone: an office listed for two firms is
+// rejected for both, but it is not missing: it stays active, and its firm,
+// left without an undisputed office, is not disabled.
+func TestSyncDisputedOfficeIsNotGone(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.mustRun()
+		fx := e.fake.Fixture()
+		var row cwafake.OfficeRow
+		for _, o := range fx.Offices {
+			if o.FirmNumber == "7002" {
+				row = o
+			}
+		}
+		row.OfficeAccountNumber = "7A001A" // firm 7001's only office
+		fx.Offices = append(fx.Offices, row)
+		e.fake.SetFixture(fx)
+		_, id := e.mustRun()
+		if !findItem(e.items(id), cwasync.ActionRejected, cwasync.ObjOffice, "7A001A", "listed for firms") {
+			t.Error("no rejected item for office 7A001A")
+		}
+		if o := e.office("7A001A"); !o.Active || o.FirmNumber != "7001" {
+			t.Errorf("office 7A001A = %+v: changed because it was disputed", o)
+		}
+		if f := e.firm("7001"); !f.Enabled {
+			t.Error("firm 7001 disabled because its office was disputed")
+		}
+	})
+}
