@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"sync"
@@ -30,53 +29,15 @@ type Dialer func(ctx context.Context, src config.LDAPSource) (Conn, error)
 var ErrTruncated = errors.New("paged search truncated")
 
 // Dial connects to src.URL (ldap:// or ldaps://), upgrades with StartTLS
-// when configured, and binds with the configured DN and password.
+// when configured, and binds with the configured DN and password. The
+// connection is a wireConn (wire.go): go-ldap's requests, a leaner reader
+// of the replies.
 func Dial(ctx context.Context, src config.LDAPSource) (Conn, error) {
 	tlsCfg, err := tlsConfig(src)
 	if err != nil {
 		return nil, err
 	}
-	d := &net.Dialer{Timeout: src.DialTimeout}
-	type res struct {
-		c   *ldap.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		c, err := ldap.DialURL(src.URL, ldap.DialWithDialer(d), ldap.DialWithTLSConfig(tlsCfg))
-		ch <- res{c, err}
-	}()
-	var c *ldap.Conn
-	select {
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.c != nil {
-				r.c.Close()
-			}
-		}()
-		return nil, fmt.Errorf("ldapsync: dial %s: %w", src.URL, ctx.Err())
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("ldapsync: dial %s: %w", src.URL, r.err)
-		}
-		c = r.c
-	}
-	if src.RequestTimeout > 0 {
-		c.SetTimeout(src.RequestTimeout)
-	}
-	if src.StartTLS {
-		if err := c.StartTLS(tlsCfg); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("ldapsync: starttls %s: %w", src.URL, err)
-		}
-	}
-	if src.BindDN != "" {
-		if err := c.Bind(src.BindDN, src.BindPassword.Value()); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("ldapsync: bind %q: %w", src.BindDN, err)
-		}
-	}
-	return c, nil
+	return dialWire(ctx, src, tlsCfg)
 }
 
 func tlsConfig(src config.LDAPSource) (*tls.Config, error) {

@@ -26,7 +26,7 @@ type SlapdOptions struct {
 	Suffix   string // default dc=example,dc=org
 	RootDN   string // default cn=admin,<suffix>
 	RootPW   string // default "secret"
-	TLS      bool   // generate a CA and a server certificate and enable StartTLS
+	TLS      bool   // generate a CA and a server certificate, enable StartTLS and listen on ldaps:// too (LDAPSURL)
 	Overlays []string
 	// DatabaseConfig is appended to the mdb database section verbatim
 	// (e.g. "limits dn.exact=... size.prtotal=10").
@@ -43,6 +43,7 @@ type SlapdServer struct {
 	dir     string
 	conf    string
 	port    int
+	tlsPort int // ldaps:// listener (TLS only)
 	opts    SlapdOptions
 	caFile  string
 	caPEM   []byte
@@ -101,6 +102,7 @@ func Slapd(t testing.TB, opts SlapdOptions) *SlapdServer {
 		fmt.Fprintf(&conf, "moduleload %s\n", o)
 	}
 	if opts.TLS {
+		s.tlsPort = freePort(t)
 		s.writeTLS()
 		fmt.Fprintf(&conf, "TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n",
 			s.caFile, filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
@@ -152,6 +154,14 @@ func freePort(t testing.TB) int {
 // URL is ldap://127.0.0.1:PORT.
 func (s *SlapdServer) URL() string { return fmt.Sprintf("ldap://127.0.0.1:%d", s.port) }
 
+// LDAPSURL is ldaps://127.0.0.1:PORT (TLS only; "" otherwise).
+func (s *SlapdServer) LDAPSURL() string {
+	if s.tlsPort == 0 {
+		return ""
+	}
+	return fmt.Sprintf("ldaps://127.0.0.1:%d", s.tlsPort)
+}
+
 // BindDN is the rootdn.
 func (s *SlapdServer) BindDN() string { return s.opts.RootDN }
 
@@ -177,7 +187,11 @@ func (s *SlapdServer) Start() {
 		return
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(s.bin, "-f", s.conf, "-h", s.URL()+"/", "-d", "0")
+	listen := s.URL() + "/"
+	if s.tlsPort != 0 {
+		listen += " " + s.LDAPSURL() + "/"
+	}
+	cmd := exec.Command(s.bin, "-f", s.conf, "-h", listen, "-d", "0")
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -187,11 +201,18 @@ func (s *SlapdServer) Start() {
 	s.waitErr = make(chan error, 1)
 	go func() { s.waitErr <- cmd.Wait() }()
 	deadline := time.Now().Add(15 * time.Second)
+	ports := []int{s.port}
+	if s.tlsPort != 0 {
+		ports = append(ports, s.tlsPort)
+	}
 	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]), 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			if ports = ports[1:]; len(ports) == 0 {
+				return
+			}
+			continue
 		}
 		select {
 		case werr := <-s.waitErr:
