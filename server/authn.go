@@ -95,7 +95,8 @@ func (s *Server) authenticateBearer(ctx context.Context, tok string) (*caller, *
 
 // callerFor maps a verified identity to a dirsyncd user (by e-mail when
 // the user claim is "email", otherwise by userName) and loads the firms
-// the user manages. A support identity need not be a dirsyncd user.
+// the user manages: those of their own firms (firmsOf) where they hold
+// the Firm User Manager role. A support identity need not be a dirsyncd user.
 func (s *Server) callerFor(ctx context.Context, id webauth.Identity) (*caller, *authFailure) {
 	c := &caller{identity: id, firms: map[string]bool{}}
 	var u directory.User
@@ -130,8 +131,20 @@ func (s *Server) callerFor(ctx context.Context, id webauth.Identity) (*caller, *
 			return nil, &authFailure{status: http.StatusInternalServerError, code: "internal", message: "internal error",
 				reason: "list grants: " + err.Error()}
 		}
-		for _, g := range gs {
-			c.firms[g.FirmNumber] = true
+		if len(gs) > 0 {
+			// One's own firm only: a manager who left a firm keeps a manual
+			// grant there (reconcile removes manual grants only when the
+			// user is deprovisioned) but manages no one there.
+			own, err := firmsOf(ctx, s.adm.store, c.user)
+			if err != nil {
+				return nil, &authFailure{status: http.StatusInternalServerError, code: "internal", message: "internal error",
+					reason: "user firms: " + err.Error()}
+			}
+			for _, g := range gs {
+				if own[g.FirmNumber] {
+					c.firms[g.FirmNumber] = true
+				}
+			}
 		}
 	}
 	if id.Support {

@@ -25,7 +25,8 @@ import (
 //     reads every user, run and audit event; admin:write adds manual grants
 //     and revocations of non-admin roles in any firm.
 //   - a signed-in user holding manage-users/firm-user-manager in firm F
-//     (Firm User Manager): sees only users who are members of F (firm
+//     (Firm User Manager) and a member of F themselves (a manager who left
+//     F manages no one there, whatever grant remains): sees only users who are members of F (firm
 //     profile, or F as primary firm); gives and removes service roles and
 //     offices of F to them, themselves included; never an admin role (not
 //     even to themselves, and never removes one either); reads the audit
