@@ -10,7 +10,10 @@
 // starts, finished as ok, failed (with the error), aborted (deadline passed
 // or context cancelled) or held (the job called RunContext.Hold).
 //
-// Only the lease holder fires scheduled jobs. Manual triggers run on the
+// Only the lease holder fires scheduled jobs; a replica that finds another
+// holding the lease (its own lapsed) cancels its scheduled runs in flight,
+// recorded aborted, so that they do not run beside the new leader's.
+// Manual triggers run on the
 // replica that received them; a job never runs twice at once within one
 // scheduler (a trigger of a running job gets ErrBusy, a scheduled tick is
 // skipped). The package imports no domain logic: jobs come from the

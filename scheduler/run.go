@@ -28,6 +28,7 @@ type RunContext struct {
 	run    directory.Run
 
 	mu       sync.Mutex
+	abortWhy string // why the scheduler cancelled the run, if it did
 	counts   map[string]int64
 	held     string
 	planHash string
@@ -84,6 +85,15 @@ func (r *RunContext) SetPlan(hash string, plan json.RawMessage) {
 	r.planHash, r.plan = hash, plan
 }
 
+// abort cancels the run, saying why (recorded as its error).
+func (r *RunContext) abort(why string) {
+	r.mu.Lock()
+	r.abortWhy = why
+	r.mu.Unlock()
+	r.Log.Warn("run cancelled", zap.String("reason", why))
+	r.cancel()
+}
+
 // result turns the job's return into the run's final fields.
 func (r *RunContext) result(err error) directory.Run {
 	r.mu.Lock()
@@ -96,6 +106,9 @@ func (r *RunContext) result(err error) directory.Run {
 	case cancelled:
 		run.Status = directory.RunAborted
 		run.Error = "aborted: the run was cancelled (shutdown deadline passed or caller gave up)"
+		if r.abortWhy != "" {
+			run.Error = "aborted: " + r.abortWhy
+		}
 		if err != nil {
 			run.Error += ": " + err.Error()
 		}

@@ -195,8 +195,20 @@ func (s *Scheduler) Campaign(ctx context.Context) (bool, error) {
 		s.cron.Start()
 		s.cronOn = true
 	case !ok && s.cronOn:
-		s.cron.Stop() // runs in flight go on; new ticks stop
+		s.cron.Stop() // new ticks stop
 		s.cronOn = false
+	}
+	if !ok && err == nil {
+		// Another replica holds the lease (ours lapsed): it fires the same
+		// jobs, so this replica's scheduled runs in flight stop (recorded
+		// aborted) rather than run beside its. A store error is not that:
+		// the lease may still be ours, and the runs go on. Manual runs are
+		// their requester's and go on.
+		for _, rc := range s.running {
+			if rc != nil && rc.Trigger == TriggerSchedule {
+				rc.abort("this replica lost the scheduler lease to another replica, which runs the schedule now")
+			}
+		}
 	}
 	if err != nil {
 		return false, fmt.Errorf("scheduler: campaign: %w", err)

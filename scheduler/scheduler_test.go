@@ -490,3 +490,54 @@ func TestJobSafetyAbort(t *testing.T) {
 		}
 	})
 }
+
+// TestLostLeadershipAbortsScheduledRuns: a leader that finds another
+// replica holding the lease (its own lapsed, e.g. after a stall) stops its
+// scheduled runs in flight, recorded aborted: the new leader fires the same
+// jobs, and two runs of one job must not go on side by side. A manual run
+// is the requester's and goes on.
+func TestLostLeadershipAbortsScheduledRuns(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func() store.Store, clk *clock) {
+		ctx := context.Background()
+		started := make(chan string, 2)
+		funcs := map[string]JobFunc{"k": func(ctx context.Context, r *RunContext) error {
+			started <- r.Trigger
+			<-ctx.Done()
+			return ctx.Err()
+		}}
+		jobs := []Job{{Name: "j", Kind: "k", Schedule: "@every 1h"}, {Name: "m", Kind: "k"}}
+		st, st2 := open(), open()
+		a := newSched(t, st, clk, "a", jobs, funcs)
+		b := newSched(t, st2, clk, "b", jobs, funcs)
+		if ok, err := a.Campaign(ctx); !ok || err != nil {
+			t.Fatalf("a: campaign %v %v", ok, err)
+		}
+		done := make(chan struct{})
+		go func() { scheduled{s: a, name: "j"}.Run(); close(done) }()
+		<-started
+		manual, err := a.Trigger(ctx, "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		clk.Add(31 * time.Second) // a stalled past its lease
+		if ok, err := b.Campaign(ctx); !ok || err != nil {
+			t.Fatalf("b: campaign %v %v", ok, err)
+		}
+		if ok, err := a.Campaign(ctx); ok || err != nil {
+			t.Fatalf("a: campaign %v %v; want the lease lost to b", ok, err)
+		}
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second): // a hang guard, not synchronisation
+			t.Fatal("the scheduled run went on after its replica lost the lease")
+		}
+		runs, err := st.ListRuns(ctx, store.RunQuery{Job: "j", Limit: 10})
+		if err != nil || len(runs) != 1 || runs[0].Status != directory.RunAborted || !strings.Contains(runs[0].Error, "lease") {
+			t.Fatalf("runs %+v %v; want one aborted run saying the lease was lost", runs, err)
+		}
+		if r := getRun(t, st, manual); r.Status != directory.RunRunning {
+			t.Errorf("manual run %+v; want it still running", r)
+		}
+	})
+}
