@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,9 +136,25 @@ func BenchmarkLDAPSync(b *testing.B) {
 						floor = measureFloor(b)
 					}
 					resetPeakRSS()
+					// DIRSYNCD_BENCH_LDAP_CPUPROFILE=FILE writes a CPU profile of
+					// the no-change full sync (FILE.<store>).
+					var prof *os.File
+					if path := os.Getenv("DIRSYNCD_BENCH_LDAP_CPUPROFILE"); path != "" && name == "full-nochange" {
+						var err error
+						if prof, err = os.Create(path + "." + be.name); err != nil {
+							b.Fatal(err)
+						}
+						if err := pprof.StartCPUProfile(prof); err != nil {
+							b.Fatal(err)
+						}
+					}
 					t0 := time.Now()
 					res, err := syncer.Run(context.Background(), ro)
 					d := time.Since(t0)
+					if prof != nil {
+						pprof.StopCPUProfile()
+						prof.Close()
+					}
 					if err != nil {
 						b.Fatalf("%s: %v", name, err)
 					}
