@@ -73,7 +73,10 @@ func TestBrowserSupportReviewsAndApproves(t *testing.T) {
 
 	// Open the LDAP run and filter its changes to failures.
 	step(t, ctx, "open run", chromedp.Click(`a[href="/ui/runs/run-ldap"]`), chromedp.WaitVisible("#items"))
+	// The unfiltered page has failed items too: wait for its other rows to
+	// go (the filtered page loaded) before reading the rows.
 	step(t, ctx, "filter", chromedp.SetValue("#action", "failed"), chromedp.Click("#apply-filter"),
+		chromedp.WaitNotPresent(`#items tr.item[data-action="created"]`),
 		chromedp.WaitVisible(`#items tr.item[data-action="failed"]`))
 	actions := eval[[]string](t, ctx, `Array.from(document.querySelectorAll("#items tr.item")).map(r => r.dataset.action)`)
 	if len(actions) != 30 {
