@@ -64,6 +64,27 @@
 // identity providers retry): members[value eq "…"] is the one remove
 // filter that is not noTarget when it matches nothing.
 //
+// # ETags and member changes
+//
+// A resource's ETag is W/"<version>" of its store row. A group's members
+// are part of the Group, so every member write that adds or removes a
+// member gives the group a new version and meta.lastModified in the same
+// transaction (one UPDATE of the group's row, in the member statement
+// itself on PostgreSQL's one-statement path; no read of the member list),
+// and one that changes nothing keeps them (TestGroupETagFollowsMembers).
+// A user's version is not changed by its group memberships, nor by the
+// grants behind its read-only roles and offices: those attributes are
+// readOnly, derived from other resources (RFC 7643 §4.1.2: membership is
+// changed through the Group). Bumping the users would make a member
+// write lock and write every changed user's row (FOR NO KEY UPDATE where
+// it now takes FOR KEY SHARE: it would wait for, and could deadlock with,
+// a concurrent PUT of that user, TestMemberAddBesideUserUpdate), a group
+// DELETE or replace of a 100k-member group write 100k user rows, and it
+// would turn an Okta GET-then-PUT of a user into 412 whenever a group push
+// ran in between. So a user's ETag covers its own attributes: If-None-Match
+// on a user may answer 304 while its groups or roles changed; read them
+// without If-None-Match (or through /Groups) to see membership changes.
+//
 // Filters outside RFC 7644's grammar that Entra sends are accepted:
 // emails[type eq "work"].value eq "…" is read as
 // emails[type eq "work" and value eq "…"]. Simple comparisons

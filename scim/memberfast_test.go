@@ -105,8 +105,8 @@ func sortedIDs(ids ...string) []string {
 	return out
 }
 
-// membersAndEvents describes a group's members and its audit events
-// (action and member) after its creation.
+// membersAndEvents describes a group's members, its audit events (action
+// and member) after its creation, and its version.
 func membersAndEvents(t *testing.T, st store.Store, groupID string) string {
 	t.Helper()
 	ids, err := st.ListGroupMembers(context.Background(), groupID, "", 1000)
@@ -122,7 +122,11 @@ func membersAndEvents(t *testing.T, st store.Store, groupID string) string {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("members %v; events %v", ids, evs)
+	g, err := st.GetGroup(context.Background(), groupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("members %v; events %v; version %d", ids, evs, g.Version)
 }
 
 // TestMemberAddBesideUserUpdate (PostgreSQL, where writers run in

@@ -309,6 +309,21 @@ func dedupe(ids []string) []string {
 	return out
 }
 
+// touchGroup gives a group whose members changed a new version and
+// lastModified: the members are part of the SCIM Group, so its ETag
+// (W/"<version>") must change with them, or If-None-Match answers 304 with
+// stale members and an old If-Match is accepted. One UPDATE of the group's
+// row (already locked by the member write's caller), no read of the member
+// list: a member change stays O(changed members). Callers touch only when
+// a member was actually added or removed. No audit event of its own: the
+// group.member.add/remove events of the same transaction record the change.
+func (t *txn) touchGroup(ctx context.Context, op, id string) error {
+	if _, err := t.c.Exec(ctx, `UPDATE groups SET version = version + 1, updated_at = ? WHERE id = ?`, t.s.d.Time(t.s.nowUTC()), id); err != nil {
+		return fmt.Errorf("store: %s: version: %w", op, t.s.mapErr(err))
+	}
+	return nil
+}
+
 func (t *txn) liveGroup(ctx context.Context, op, id string) error {
 	g, err := t.lockGroup(ctx, op, id)
 	if err != nil {
@@ -343,7 +358,14 @@ func (t *txn) AddMembers(ctx context.Context, groupID string, userIDs []string) 
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
-	return t.addMembers(ctx, op, groupID, minus(ids, have))
+	add := minus(ids, have)
+	if len(add) == 0 {
+		return nil
+	}
+	if err := t.addMembers(ctx, op, groupID, add); err != nil {
+		return err
+	}
+	return t.touchGroup(ctx, op, groupID)
 }
 
 func minus(a, b []string) []string {
@@ -410,7 +432,13 @@ func (t *txn) RemoveMembers(ctx context.Context, groupID string, userIDs []strin
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
-	return t.removeMembers(ctx, op, groupID, have)
+	if len(have) == 0 {
+		return nil
+	}
+	if err := t.removeMembers(ctx, op, groupID, have); err != nil {
+		return err
+	}
+	return t.touchGroup(ctx, op, groupID)
 }
 
 // ReplaceMembers makes the member set equal userIDs (reads the whole set).
@@ -435,10 +463,17 @@ func (t *txn) ReplaceMembers(ctx context.Context, groupID string, userIDs []stri
 			return fmt.Errorf("store: %s: %d users do not exist or are deleted: %w", op, len(add)-len(live), store.ErrNotFound)
 		}
 	}
-	if err := t.removeMembers(ctx, op, groupID, minus(have, ids)); err != nil {
+	del := minus(have, ids)
+	if len(add) == 0 && len(del) == 0 {
+		return nil
+	}
+	if err := t.removeMembers(ctx, op, groupID, del); err != nil {
 		return err
 	}
-	return t.addMembers(ctx, op, groupID, add)
+	if err := t.addMembers(ctx, op, groupID, add); err != nil {
+		return err
+	}
+	return t.touchGroup(ctx, op, groupID)
 }
 
 type edgeRef struct {

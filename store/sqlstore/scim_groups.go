@@ -80,6 +80,9 @@ func (t *txn) SCIMAddMembers(ctx context.Context, groupID string, userIDs []stri
 			return nil, err
 		}
 	}
+	if len(added) > 0 {
+		return nil, t.touchGroup(ctx, op, groupID)
+	}
 	return nil, nil
 }
 
@@ -102,6 +105,9 @@ func (t *txn) SCIMRemoveMembers(ctx context.Context, groupID string, userIDs []s
 			return err
 		}
 	}
+	if len(removed) > 0 {
+		return t.touchGroup(ctx, op, groupID)
+	}
 	return nil
 }
 
@@ -114,9 +120,10 @@ func (t *txn) memberWrite(ctx context.Context, q string, args ...any) ([]string,
 }
 
 // SCIMLockGroupChangeMembers is SCIMLockGroup then SCIMAddMembers (add)
-// or SCIMRemoveMembers, in one statement on PostgreSQL: the group's row is
-// locked first, and the members are written only when the group exists and
-// is not deleted. visible(group) is the caller's rule for the group being
+// or SCIMRemoveMembers (which give the group a new version when a member
+// changed; g is the group as locked, before that), in one statement on
+// PostgreSQL: the group's row is locked first, and the members are
+// written only when the group exists and is not deleted. visible(group) is the caller's rule for the group being
 // its to change: when it says no (or the group is missing) nothing is
 // recorded and the caller must fail the transaction, which undoes the
 // write. missing is SCIMAddMembers'.
@@ -147,8 +154,15 @@ func (t *txn) SCIMLockGroupChangeMembers(ctx context.Context, groupID string, ad
 		args = []any{groupID, groupID, arg}
 	}
 	// The main query reads g (locking the group) before its select list
-	// runs w; w's EXISTS reads g's one materialized row.
-	rows, err := t.c.Query(ctx, `WITH g AS (`+groupSelect+` WHERE g.id = ? FOR UPDATE), w AS (`+w+`)
+	// runs w; w's EXISTS reads g's one materialized row. v gives the group
+	// a new version and lastModified when w changed a member (touchGroup,
+	// in the same statement); it reads g, so the lock comes first, and the
+	// row returned is the group as locked, before v: the caller checks
+	// If-Match against that version.
+	args = append(args, t.s.d.Time(t.s.nowUTC()), groupID)
+	rows, err := t.c.Query(ctx, `WITH g AS (`+groupSelect+` WHERE g.id = ? FOR UPDATE), w AS (`+w+`),
+v AS (UPDATE groups SET version = groups.version + 1, updated_at = ? FROM g WHERE groups.id = ? AND groups.id = g.id AND g.deleted_at IS NULL
+ AND EXISTS (SELECT 1 FROM w))
 SELECT g.id, g.source, g.source_key, g.external_id, g.display_name, g.dn, g.attrs, g.version, g.created_at, g.updated_at, g.deleted_at,
 (SELECT array_agg(user_id ORDER BY user_id) FROM w) FROM g`, args...)
 	if err != nil {
