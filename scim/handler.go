@@ -148,7 +148,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if wait, allowed := h.allow(p); !allowed {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		writeErrorBody(w, &Error{Status: http.StatusTooManyRequests, ScimType: TypeTooMany, Detail: "rate limit exceeded"})
+		// No scimType: RFC 7644 §3.12 defines "tooMany" for 400 only (a
+		// query that would return too many results), not for 429.
+		writeErrorBody(w, &Error{Status: http.StatusTooManyRequests, Detail: "rate limit exceeded"})
 		return
 	}
 	if r.ContentLength > h.opts.MaxBodyBytes {
