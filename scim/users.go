@@ -358,6 +358,19 @@ func (o userOps) patch(ctx context.Context, m audit.Meta, id string, ops []patch
 				return err
 			}
 		}
+		// A PATCH that removes active (remove, or replace with null) leaves
+		// it unassigned (RFC 7644 §3.5.2.2), and userFromState would read
+		// an unassigned active as true, the default of a POST: a remove
+		// sent to deprovision, or sent to an inactive user, would grant
+		// again. dirsyncd grants only to a user the identity provider
+		// asserts active, so an unassigned active is false here: the user
+		// is deprovisioned (fail closed), never silently reactivated. (A
+		// 400 instead would leave an active user active when the client
+		// meant to deprovision it.) userState always sets active, so only
+		// this PATCH's operations can have removed it.
+		if _, ok := pt.st["active"].(bool); !ok {
+			pt.st["active"] = false
+		}
 		next, err := userFromState(pt.st, prev)
 		if err != nil {
 			return err
