@@ -68,18 +68,18 @@ var Dialect = &sqlstore.Dialect{
 
 // Page caches: every connection has its own, and a cached 4 KiB page costs
 // up to twice its size (modernc.org/memory serves the page plus its header
-// from an 8 KiB slot). A 100k-user LDAP full sync fills
-// whatever it is given — the writer with the bulk load's B-tree pages, the
-// readers with the store's state it reads — and that memory comes on top of
-// the Go heap, outside GOMEMLIMIT: with 64 MiB for the writer and 16 MiB per
-// reader SQLite held 146 MB of the first full sync's 389–401 MB peak RSS,
-// with 16 MiB and 4 MiB 48 MB, at the same wall time (BENCHMARKS.md, "LDAP
-// sync", 2026-12-02 morning); the SQLite bulk upsert benchmark and the SCIM
-// load run moved within their noise. The OS page cache serves what a
-// connection's cache misses.
+// from an 8 KiB slot). This memory comes on top of the Go heap, outside
+// GOMEMLIMIT. A 100k-user LDAP first full sync fills the writer's cache with
+// the bulk load's B-tree pages: with 64 MiB SQLite held 146 MB of the run's
+// ~400 MB peak RSS, with 16 MiB 69 MB, at the same wall time, and the SQLite
+// bulk upsert benchmark and the SCIM load run moved within their noise
+// (BENCHMARKS.md, "LDAP sync", 2026-12-02 morning). Readers keep 16 MiB each:
+// 4 MiB saved 15-30 MB more in a no-change full sync but may have made it
+// slower (2.7 s against 2.4-2.9 s; not resolved). The OS page cache serves
+// what a connection's cache misses.
 const (
 	writerCache = "cache_size(-16384)"
-	readerCache = "cache_size(-4096)"
+	readerCache = "cache_size(-16384)"
 )
 
 // Open opens (creating if needed) the SQLite database at path and returns

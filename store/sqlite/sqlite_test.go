@@ -102,7 +102,7 @@ func TestOpenSettings(t *testing.T) {
 		{db.r, "foreign_keys", "1"},
 		{db.r, "query_only", "1"},
 		{db.w, "cache_size", "-16384"}, // KiB: SQLite's memory is outside the Go heap (writerCache)
-		{db.r, "cache_size", "-4096"},
+		{db.r, "cache_size", "-16384"},
 	} {
 		var got string
 		if err := c.db.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil || got != c.want {
