@@ -362,13 +362,9 @@ func decodeControls(b []byte) ([]ldap.Control, error) {
 	return out, nil
 }
 
-func (c *wireConn) bind(dn, password string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, appBindRequest, nil, "Bind Request")
-	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 3, "Version"))
-	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, dn, "User Name"))
-	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, password, "Password"))
+// exchange sends a request that one LDAPResult answers (bind, extended)
+// and returns that result as an error (nil on success). The caller holds mu.
+func (c *wireConn) exchange(op *ber.Packet, wantTag byte, what string) error {
 	id, err := c.send(op, nil)
 	if err != nil {
 		return err
@@ -377,8 +373,8 @@ func (c *wireConn) bind(dn, password string) error {
 	if err != nil {
 		return err
 	}
-	if tag != 0x60|appBindResponse {
-		return ldap.NewError(ldap.ErrorUnexpectedResponse, fmt.Errorf("bind answered with tag 0x%02x", tag))
+	if tag != wantTag {
+		return ldap.NewError(ldap.ErrorUnexpectedResponse, fmt.Errorf("%s answered with tag 0x%02x", what, tag))
 	}
 	code, matched, diag, err := parseResult(body)
 	if err != nil {
@@ -387,27 +383,22 @@ func (c *wireConn) bind(dn, password string) error {
 	return resultErr(code, matched, diag)
 }
 
+func (c *wireConn) bind(dn, password string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, appBindRequest, nil, "Bind Request")
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 3, "Version"))
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, dn, "User Name"))
+	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, password, "Password"))
+	return c.exchange(op, 0x60|appBindResponse, "bind")
+}
+
 func (c *wireConn) startTLS(cfg *tls.Config) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, appExtendedRequest, nil, "Start TLS")
 	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, oidStartTLS, "TLS Extended Command"))
-	id, err := c.send(op, nil)
-	if err != nil {
-		return err
-	}
-	tag, body, _, err := c.reply(id)
-	if err != nil {
-		return err
-	}
-	if tag != 0x60|appExtendedResponse {
-		return ldap.NewError(ldap.ErrorUnexpectedResponse, fmt.Errorf("starttls answered with tag 0x%02x", tag))
-	}
-	code, matched, diag, err := parseResult(body)
-	if err != nil {
-		return ldap.NewError(ldap.ErrorNetwork, err)
-	}
-	if err := resultErr(code, matched, diag); err != nil {
+	if err := c.exchange(op, 0x60|appExtendedResponse, "starttls"); err != nil {
 		return err
 	}
 	if c.br.Buffered() > 0 {
