@@ -74,8 +74,8 @@ var Dialect = &sqlstore.Dialect{
 // ~400 MB peak RSS, with 16 MiB 69 MB, at the same wall time, and the SQLite
 // bulk upsert benchmark and the SCIM load run moved within their noise
 // (BENCHMARKS.md, "LDAP sync", 2026-12-02 morning). Readers keep 16 MiB each:
-// 4 MiB saved 15-30 MB more in a no-change full sync but may have made it
-// slower (2.7 s against 2.4-2.9 s; not resolved). The OS page cache serves
+// 4 MiB saved about 20 MB more in a no-change full sync but may have made
+// it slower (2.7 s against 2.4-2.9 s; not resolved). The OS page cache serves
 // what a connection's cache misses.
 const (
 	writerCache = "cache_size(-16384)"
