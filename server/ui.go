@@ -89,9 +89,10 @@ func (s *Server) setupUI() {
 	s.adm.templates = tpl
 	static, _ := fs.Sub(uiFS, "ui/static")
 	fileServer := http.StripPrefix("/ui/static/", http.FileServer(http.FS(static)))
-	s.mux.Handle("GET /ui/static/", route("GET /ui/static/", uiHeaders(false, fileServer)))
+	hsts := s.adm.cookies != nil && s.adm.cookies.secure
+	s.mux.Handle("GET /ui/static/", route("GET /ui/static/", uiHeaders(false, hsts, fileServer)))
 	page := func(pattern string, h func(http.ResponseWriter, *http.Request, *caller, sessionData)) {
-		s.mux.Handle(pattern, route(pattern, uiHeaders(true, s.uiAuth(h))))
+		s.mux.Handle(pattern, route(pattern, uiHeaders(true, hsts, s.uiAuth(h))))
 	}
 	page("GET /ui/{$}", func(w http.ResponseWriter, r *http.Request, c *caller, _ sessionData) {
 		to := "/ui/users"
@@ -100,8 +101,8 @@ func (s *Server) setupUI() {
 		}
 		http.Redirect(w, r, to, http.StatusFound)
 	})
-	s.mux.Handle("GET /ui/login", route("GET /ui/login", uiHeaders(true, http.HandlerFunc(s.uiLogin))))
-	s.mux.Handle("GET /ui/callback", route("GET /ui/callback", uiHeaders(true, http.HandlerFunc(s.uiCallback))))
+	s.mux.Handle("GET /ui/login", route("GET /ui/login", uiHeaders(true, hsts, http.HandlerFunc(s.uiLogin))))
+	s.mux.Handle("GET /ui/callback", route("GET /ui/callback", uiHeaders(true, hsts, http.HandlerFunc(s.uiCallback))))
 	page("POST /ui/logout", s.uiLogout)
 	page("GET /ui/runs", s.uiRuns)
 	page("GET /ui/runs/{id}", s.uiRun)
@@ -115,10 +116,17 @@ func (s *Server) setupUI() {
 }
 
 // uiHeaders sets the pages' security headers; noStore for everything
-// that may show personal data (every page but the static assets).
-func uiHeaders(noStore bool, next http.Handler) http.Handler {
+// that may show personal data (every page but the static assets). hsts
+// (the session cookie is Secure, i.e. not oidc.insecureCookies) adds
+// Strict-Transport-Security for a year: the pages are then only ever used
+// over HTTPS, directly or behind a TLS-terminating proxy, and browsers
+// ignore the header on plain HTTP (RFC 6797 8.1).
+func uiHeaders(noStore, hsts bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
+		if hsts {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		h.Set("Content-Security-Policy", uiCSP)
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")

@@ -526,3 +526,24 @@ func TestUICSRFEveryForm(t *testing.T) {
 		t.Fatalf("grant with the session's token: %d", resp.StatusCode)
 	}
 }
+
+// TestUIHSTS: with Secure cookies (production) every page, the sign-in and
+// the static assets carry Strict-Transport-Security; in development
+// (oidc.insecureCookies, plain HTTP on purpose) none does.
+func TestUIHSTS(t *testing.T) {
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, insecure := range []bool{false, true} {
+		e := newAdminEnv(t, adminEnvOptions{insecureCookies: insecure})
+		for _, path := range []string{"/ui/login", "/ui/runs", "/ui/static/style.css"} {
+			resp, err := noFollow.Get(e.url + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := resp.Header.Get("Strict-Transport-Security")
+			if want := map[bool]string{false: "max-age=31536000", true: ""}[insecure]; got != want {
+				t.Fatalf("insecureCookies=%v %s (%d): Strict-Transport-Security %q, want %q", insecure, path, resp.StatusCode, got, want)
+			}
+		}
+	}
+}
