@@ -13,7 +13,11 @@
 // are the server's business (package server). The provider's discovery
 // document is fetched lazily on first use and again after a failure, so
 // a provider that is down when dirsyncd starts does not stop the daemon;
-// requests fail with 401 meanwhile and the error is logged.
+// requests fail with 401 meanwhile and the error is logged. The issuer's
+// keys are fetched on first use and again at most every 30 s when a token's
+// signature fails against them (keys.go): go-oidc's own key set fetched
+// them for every such token, so forged tokens could make dirsyncd call the
+// provider once each.
 //
 // Package oidctest is a local issuer for tests, with keys generated in the
 // test.

@@ -92,17 +92,22 @@ func (p *Provider) init(ctx context.Context) error {
 	}
 	p.failErr = nil
 	algs := []string{oidc.RS256, oidc.ES256, oidc.PS256, oidc.EdDSA}
-	if p.cfg.JWKSURL != "" {
-		// Keys from the configured JWKS; its context must outlive this call.
-		keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), p.client), p.cfg.JWKSURL)
-		p.bearer = oidc.NewVerifier(p.cfg.Issuer, keys, &oidc.Config{ClientID: p.cfg.TokenAudience(), SupportedSigningAlgs: algs})
-		p.idTokens = oidc.NewVerifier(p.cfg.Issuer, keys, &oidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: algs})
-	} else {
-		p.bearer = prov.VerifierContext(oidc.ClientContext(context.Background(), p.client),
-			&oidc.Config{ClientID: p.cfg.TokenAudience(), SupportedSigningAlgs: algs})
-		p.idTokens = prov.VerifierContext(oidc.ClientContext(context.Background(), p.client),
-			&oidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: algs})
+	// Keys from the configured JWKS, else the issuer's jwks_uri, through
+	// keySet (keys.go): go-oidc's own key set would fetch them again for
+	// every token they fail to verify.
+	jwksURL := p.cfg.JWKSURL
+	if jwksURL == "" {
+		var meta struct {
+			JWKSURL string `json:"jwks_uri"`
+		}
+		if err := prov.Claims(&meta); err != nil || meta.JWKSURL == "" {
+			return fmt.Errorf("webauth: discover %s: no jwks_uri (%v)", p.cfg.Issuer, err)
+		}
+		jwksURL = meta.JWKSURL
 	}
+	keys := newKeySet(jwksURL, p.client, p.now)
+	p.bearer = oidc.NewVerifier(p.cfg.Issuer, keys, &oidc.Config{ClientID: p.cfg.TokenAudience(), SupportedSigningAlgs: algs, Now: p.now})
+	p.idTokens = oidc.NewVerifier(p.cfg.Issuer, keys, &oidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: algs, Now: p.now})
 	p.oauth = &oauth2.Config{
 		ClientID:     p.cfg.ClientID,
 		ClientSecret: p.cfg.ClientSecret.Value(),

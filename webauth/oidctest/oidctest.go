@@ -34,8 +34,12 @@ type Issuer struct {
 
 	srv    *httptest.Server
 	key    *rsa.PrivateKey
+	kid    string
+	old    []jose.JSONWebKey // keys published beside the current one after Rotate
 	signer jose.Signer
 	now    func() time.Time
+
+	keyFetches int
 
 	mu    sync.Mutex
 	codes map[string]codeGrant
@@ -76,7 +80,7 @@ func Start(clientID string) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oidctest: signer: %w", err)
 	}
-	is := &Issuer{ClientID: clientID, Groups: map[string][]string{}, key: key, signer: signer, now: time.Now, codes: map[string]codeGrant{}}
+	is := &Issuer{ClientID: clientID, Groups: map[string][]string{}, key: key, kid: "k1", signer: signer, now: time.Now, codes: map[string]codeGrant{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", is.discovery)
 	mux.HandleFunc("GET /keys", is.keys)
@@ -105,7 +109,38 @@ func (is *Issuer) discovery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (is *Issuer) keys(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &is.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	is.mu.Lock()
+	is.keyFetches++
+	keys := append([]jose.JSONWebKey{{Key: &is.key.PublicKey, KeyID: is.kid, Algorithm: "RS256", Use: "sig"}}, is.old...)
+	is.mu.Unlock()
+	writeJSON(w, jose.JSONWebKeySet{Keys: keys})
+}
+
+// KeyFetches counts the requests for the issuer's keys (jwks_uri).
+func (is *Issuer) KeyFetches() int {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.keyFetches
+}
+
+// Rotate makes a new signing key current (tokens from now on are signed
+// with it); the old one stays published beside it.
+func (is *Issuer) Rotate() error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	kid := fmt.Sprintf("k%d", len(is.old)+2)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return err
+	}
+	is.old = append(is.old, jose.JSONWebKey{Key: &is.key.PublicKey, KeyID: is.kid, Algorithm: "RS256", Use: "sig"})
+	is.key, is.kid, is.signer = key, kid, signer
+	return nil
 }
 
 var page = template.Must(template.New("a").Parse(`<!doctype html><title>Local issuer</title>
@@ -204,7 +239,10 @@ func (is *Issuer) Token(claims map[string]any) string {
 		c[k] = v
 	}
 	b, _ := json.Marshal(c)
-	obj, err := is.signer.Sign(b)
+	is.mu.Lock()
+	signer := is.signer
+	is.mu.Unlock()
+	obj, err := signer.Sign(b)
 	if err != nil {
 		panic(err)
 	}
