@@ -89,7 +89,10 @@ func (k *keySet) refresh(ctx context.Context, held *oidc.StaticKeySet) (*oidc.St
 		return k.keys, nil
 	}
 	k.fetched = k.now()
-	keys, err := k.fetch(ctx)
+	// Not the caller's cancellation: one that gave up (or a client that
+	// hung up on purpose) would otherwise leave every token unverifiable
+	// until the next fetch is due. The client's timeout bounds the fetch.
+	keys, err := k.fetch(context.WithoutCancel(ctx))
 	if err != nil {
 		k.lastErr = err
 		if k.keys == nil {

@@ -85,3 +85,19 @@ func TestRotatedKeyAcceptedAfterRefetch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCancelledCallerDoesNotSpoilKeyFetch: the first token's caller giving
+// up does not leave the keys unfetched (and every token refused) until the
+// next fetch is due.
+func TestCancelledCallerDoesNotSpoilKeyFetch(t *testing.T) {
+	is, p, _ := keysProvider(t)
+	if err := p.init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _ = p.VerifyToken(ctx, is.ForeignToken(map[string]any{"email": "a@firm.example"}))
+	if _, err := p.VerifyToken(context.Background(), is.Token(map[string]any{"email": "a@firm.example"})); err != nil {
+		t.Fatalf("a good token after a cancelled first fetch: %v", err)
+	}
+}
