@@ -131,8 +131,13 @@ func (rep *Report) addConflicts(u directory.User, cs []mapping.Conflict) {
 	}
 }
 
-// ErrPlanMismatch is returned by Approve when the plan hash does not match.
-var ErrPlanMismatch = errors.New("plan hash does not match the held run")
+// Approve's refusals (nothing applied): the plan hash does not match, the
+// run is not (or no longer) held, a planned grant changed since the plan.
+var (
+	ErrPlanMismatch = errors.New("plan hash does not match the held run")
+	ErrNotHeld      = errors.New("run is not held")
+	ErrPlanStale    = errors.New("a grant changed since the plan was made; run reconcile again")
+)
 
 // Full reconciles every user. It streams the users in id order, a page at
 // a time, reading each page's facts in one query per kind (the next page is
@@ -479,7 +484,7 @@ func (r *Reconciler) Approve(ctx context.Context, runID, hash, approver string) 
 		return nil, fmt.Errorf("reconcile: get run %s: %w", runID, err)
 	}
 	if run.Status != directory.RunHeld {
-		return nil, fmt.Errorf("reconcile: run %s is %s, not held", runID, run.Status)
+		return nil, fmt.Errorf("reconcile: run %s is %s: %w", runID, run.Status, ErrNotHeld)
 	}
 	var plan Plan
 	if err := json.Unmarshal(run.Plan, &plan); err != nil {
@@ -494,10 +499,24 @@ func (r *Reconciler) Approve(ctx context.Context, runID, hash, approver string) 
 			return nil, err
 		}
 		if !ok {
-			return nil, fmt.Errorf("reconcile: approve run %s: grant %s changed since the plan was made; run reconcile again", runID, grantID(c))
+			return nil, fmt.Errorf("reconcile: approve run %s: grant %s: %w", runID, grantID(c), ErrPlanStale)
 		}
 	}
+	// The approval takes the run from held to running in one transaction
+	// that locks the run's row: of two approvals at once, the second finds
+	// it running and is refused, instead of applying the plan again.
 	err = r.s.Update(ctx, audit.Meta{Actor: approver, RunID: runID}, func(ctx context.Context, tx store.Tx) error {
+		cur, err := tx.GetRun(ctx, runID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != directory.RunHeld || cur.PlanHash != hash {
+			return fmt.Errorf("run %s is %s: %w", runID, cur.Status, ErrNotHeld)
+		}
+		cur.Status = directory.RunRunning
+		if err := tx.UpdateRun(ctx, &cur); err != nil {
+			return err
+		}
 		return tx.Record(ctx, "run.approve", "run", runID, nil, map[string]string{"planHash": hash})
 	})
 	if err != nil {

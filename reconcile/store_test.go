@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -462,4 +463,71 @@ func TestWorkerReconcilesChangedUsers(t *testing.T) {
 			t.Errorf("%d audited grant events with a run id, want 2", events)
 		}
 	})
+}
+
+// TestConcurrentApprovalsApplyOnce: of several approvals of one held run at
+// once, one applies the plan; the others are refused (not held any more, or
+// the plan already applied) and record no approval, and the run keeps the
+// applying one's counts.
+func TestConcurrentApprovalsApplyOnce(t *testing.T) {
+	forEachStore(t, testConcurrentApprovalsApplyOnce)
+}
+
+func testConcurrentApprovalsApplyOnce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	sd := newSeed(t, s)
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, sd.user(t, fmt.Sprintf("c%02d@smith.example", i), "3856", "", "LAA Crime"))
+	}
+	r := New(s, launchEngine(t), Options{Guard: Guard{MinRevokes: 1, Percent: 0}})
+	if _, err := r.Full(ctx, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sd.update(t, func(ctx context.Context, tx store.Tx) error {
+		return tx.RemoveMembers(ctx, sd.groups["LAA Crime"], ids)
+	})
+	rep, err := r.Full(ctx, RunOptions{})
+	if err != nil || rep.Status != directory.RunHeld {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	const n = 4
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for i := range n {
+		go func() {
+			<-start
+			_, err := r.Approve(ctx, rep.RunID, rep.PlanHash, fmt.Sprintf("admin:support%d", i))
+			errs <- err
+		}()
+	}
+	close(start)
+	ok := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrNotHeld) || errors.Is(err, ErrPlanStale):
+		default:
+			t.Errorf("approval failed otherwise: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d approvals applied, want 1", ok)
+	}
+	approvals := 0
+	_ = s.Audit(ctx, store.AuditFilter{}, func(e audit.Event) error {
+		if e.Action == "run.approve" && e.ObjectID == rep.RunID {
+			approvals++
+		}
+		return nil
+	})
+	run, err := s.GetRun(ctx, rep.RunID)
+	if err != nil || approvals != 1 || run.Status != directory.RunOK || run.Counts["applied"] != int64(len(rep.Plan.Changes)) {
+		t.Fatalf("%d approval events, run %s counts %v (plan of %d), %v", approvals, run.Status, run.Counts, len(rep.Plan.Changes), err)
+	}
+	if all, _ := s.ListGrants(ctx, store.GrantQuery{}); len(all) != 0 {
+		t.Fatalf("%d grants left after the approval", len(all))
+	}
 }

@@ -78,6 +78,7 @@ type Reader interface {
 	GetGrant(ctx context.Context, k directory.GrantKey) (directory.Grant, error)
 	ListGrants(ctx context.Context, q GrantQuery) ([]directory.Grant, error)
 
+	// GetRun returns a run; inside Update it locks the run until commit.
 	GetRun(ctx context.Context, id string) (directory.Run, error)
 	ListRuns(ctx context.Context, q RunQuery) ([]directory.Run, error)
 	ListRunItems(ctx context.Context, q RunItemQuery) ([]directory.RunItem, error)

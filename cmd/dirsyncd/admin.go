@@ -81,8 +81,9 @@ func (a approver) Approve(ctx context.Context, runID, hash, actor string) error 
 		return nil
 	case errors.Is(err, reconcile.ErrPlanMismatch):
 		return fmt.Errorf("%w: %w", server.ErrPlanMismatch, err)
-	case strings.Contains(err.Error(), "changed since the plan was made"):
-		// reconcile has no sentinel for this refusal (nothing was applied).
+	case errors.Is(err, reconcile.ErrNotHeld): // approved meanwhile by someone else
+		return fmt.Errorf("%w: %w", server.ErrNotHeld, err)
+	case errors.Is(err, reconcile.ErrPlanStale):
 		return fmt.Errorf("%w: %w", server.ErrPlanStale, err)
 	}
 	return err

@@ -46,8 +46,11 @@ func (r *reader) queryRuns(ctx context.Context, tail string, args ...any) ([]dir
 }
 
 // GetRun returns a run.
+// In a transaction it locks the run's row until the end (PostgreSQL; SQLite
+// has one writer), so a read-check-update of a run's status is atomic
+// (reconcile's approval: held to running, once).
 func (r *reader) GetRun(ctx context.Context, id string) (directory.Run, error) {
-	rs, err := r.queryRuns(ctx, "WHERE id = ?", id)
+	rs, err := r.queryRuns(ctx, "WHERE id = ?"+r.forUpdate(), id)
 	if err != nil {
 		return directory.Run{}, fmt.Errorf("store: get run %q: %w", id, err)
 	}
