@@ -384,6 +384,11 @@ func (c *wireConn) exchange(op *ber.Packet, wantTag byte, what string) error {
 }
 
 func (c *wireConn) bind(dn, password string) error {
+	if password == "" {
+		// An unauthenticated bind (RFC 4513 5.1.2): servers may accept it
+		// as anonymous. Refused, as go-ldap's Bind does.
+		return ldap.NewError(ldap.ErrorEmptyPassword, errors.New("empty password for a bind DN"))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, appBindRequest, nil, "Bind Request")

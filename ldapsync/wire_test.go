@@ -372,3 +372,19 @@ func berLength(n int) []byte {
 	}
 	return append([]byte{0x80 | byte(len(b))}, b...)
 }
+
+// TestWireConnRefusesEmptyPassword: a simple bind with a DN and an empty
+// password is an unauthenticated bind (RFC 4513 5.1.2) that many servers
+// accept as anonymous: the sync would then read what anonymous may see and
+// take it as the directory. It is refused before anything is sent, as
+// go-ldap's Bind does.
+func TestWireConnRefusesEmptyPassword(t *testing.T) {
+	ok := ber.Encode(ber.ClassApplication, ber.TypeConstructed, appBindResponse, nil, "bind")
+	for _, ch := range searchDone(0, "").Children {
+		ok.AppendChild(ch)
+	}
+	c := serveOnce(t, message(1, ok))
+	if err := c.bind("cn=sync,dc=example", ""); err == nil {
+		t.Fatal("bind with an empty password accepted")
+	}
+}
