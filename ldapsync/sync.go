@@ -399,12 +399,19 @@ func (r *run) incremental(ctx context.Context, next *cursor) error {
 	if err := r.indexFromLinks(ctx); err != nil {
 		return err
 	}
+	bad := r.keyless
 	groups, err := r.fetchGroups(ctx, r.s.src.GroupFilter)
 	if err != nil {
 		return err
 	}
 	if err := r.checkFraction("groups", int64(len(groups)), r.prev.LastFullGroups, 0); err != nil {
 		return err
+	}
+	if n := r.keyless - bad; n > 0 {
+		// A group left out of the graph would take its members out of
+		// every parent group: the group read is not complete.
+		return fmt.Errorf("ldapsync: %d group entries have no readable %s, so memberships cannot be rebuilt: %w",
+			n, r.s.src.Attributes.StableID, ErrUnsafe)
 	}
 	return r.writeGroups(ctx, groups, false)
 }

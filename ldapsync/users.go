@@ -244,6 +244,9 @@ func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
 			r.res.Counts["failed"]++
 			if u.Key != "" {
 				r.seen[u.Key] = true // present in the source: never gone for a bad attribute
+				if l := r.links[u.Key]; r.fetched && l != nil && !l.gone {
+					r.index(u, l.userID) // nor out of its groups
+				}
 			} else {
 				r.keyless++ // some link may be this entry: nothing can be called gone
 			}
@@ -392,6 +395,9 @@ func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunIt
 		if conflict, err := r.conflicts(ctx, userID, cur, changed); err != nil {
 			return nil, nil, err
 		} else if conflict != "" {
+			if link != nil && !link.gone {
+				r.index(u, userID) // still linked and in the source: its memberships stay
+			}
 			r.res.Counts["failed"]++
 			return nil, []directory.RunItem{r.item("failed", "user", userID, fmt.Sprintf("entry %s: %s", u.DN, conflict))}, nil
 		}
@@ -552,7 +558,7 @@ func (r *run) index(u ldapUser, id string) int32 {
 	i := int32(len(r.ids))
 	r.ids = append(r.ids, id)
 	r.dnIdx[normDN(u.DN)] = i
-	if r.s.src.MemberAttribute == "memberUid" { // only memberUid values are userNames
+	if r.s.src.MemberAttribute == "memberUid" && u.F.UserName != "" { // only memberUid values are userNames
 		r.nameIdx[lower(u.F.UserName)] = i
 	}
 	return i

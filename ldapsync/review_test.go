@@ -1,0 +1,145 @@
+package ldapsync
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/dirsyncd/dirsyncd/config"
+	"github.com/dirsyncd/dirsyncd/directory"
+)
+
+// openSource is an OpenLDAP source over replayed responses.
+func openSource() config.LDAPSource {
+	src := config.LDAPSource{Name: "ol", URL: "ldap://ol.example", UserBaseDNs: []string{"ou=people,dc=x"},
+		GroupBaseDNs: []string{"ou=groups,dc=x"}, PageSize: 10}
+	src.ApplyDefaults()
+	return src
+}
+
+func olUser(uid, uuid, mail, ts string) recEntry {
+	a := map[string][]string{"uid": {uid}, "entryUUID": {uuid}, "cn": {uid}, "sn": {uid}, "modifyTimestamp": {ts}}
+	if mail != "" {
+		a["mail"] = []string{mail}
+	}
+	if uid == "" {
+		delete(a, "uid")
+	}
+	return recEntry{DN: "uid=" + uuid + ",ou=people,dc=x", Attrs: a}
+}
+
+func olGroup(cn, uuid, ts string, members ...string) recEntry {
+	return recEntry{DN: "cn=" + cn + ",ou=groups,dc=x",
+		Attrs: map[string][]string{"cn": {cn}, "entryUUID": {uuid}, "member": members, "modifyTimestamp": {ts}}}
+}
+
+func olConn(src config.LDAPSource, userFilter, groupFilter string, users, groups []recEntry) *replayConn {
+	return &replayConn{reqs: []recReq{
+		{Base: src.UserBaseDNs[0], Scope: 2, Filter: userFilter, Pages: [][]recEntry{users}},
+		{Base: src.GroupBaseDNs[0], Scope: 2, Filter: groupFilter, Pages: [][]recEntry{groups}},
+	}}
+}
+
+func groupMembers(t *testing.T, st testStore, name string) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	p, err := st.ListGroups(ctx, storeGroupByName(name))
+	if err != nil || len(p.Items) != 1 {
+		t.Fatalf("group %s: %v", name, err)
+	}
+	ids, err := st.ListGroupMembers(ctx, p.Items[0].ID, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, id := range ids {
+		u, err := st.GetUser(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[u.UserName] = true
+	}
+	return out
+}
+
+// TestFailedEntryKeepsMemberships: a linked user whose entry cannot be
+// applied this time (its new e-mail is another user's, or its userName is
+// missing) is present in the source: its link stays, and so do its group
+// memberships (removing them would remove its grants through reconcile).
+func TestFailedEntryKeepsMemberships(t *testing.T) {
+	st := openSQLite(t)
+	src := openSource()
+	ts := "20261101000000Z"
+	a := olUser("alice", "aaaaaaaa-0000-0000-0000-000000000001", "alice@x", ts)
+	b := olUser("bob", "bbbbbbbb-0000-0000-0000-000000000002", "bob@x", ts)
+	c := olUser("carol", "cccccccc-0000-0000-0000-000000000003", "carol@x", ts)
+	g := olGroup("staff", "99999999-0000-0000-0000-000000000009", ts, a.DN, b.DN, c.DN)
+	run := func(users ...recEntry) *Result {
+		t.Helper()
+		conn := olConn(src, src.UserFilter, src.GroupFilter, users, []recEntry{g})
+		res, err := New(src, st, Options{Dial: dialReplay(conn)}).Run(context.Background(), RunOptions{Full: true})
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return res
+	}
+	run(a, b, c)
+	if m := groupMembers(t, st, "staff"); len(m) != 3 {
+		t.Fatalf("members after the first run: %v", m)
+	}
+	// bob's e-mail now collides with alice's; carol's uid is unreadable.
+	b2 := olUser("bob", "bbbbbbbb-0000-0000-0000-000000000002", "alice@x", ts)
+	c2 := olUser("", "cccccccc-0000-0000-0000-000000000003", "carol@x", ts)
+	res := run(a, b2, c2)
+	if res.Status != directory.RunOK || res.Counts["failed"] != 2 || res.Counts["gone"] != 0 {
+		t.Fatalf("second run: %s %v", res.Status, res.Counts)
+	}
+	if m := groupMembers(t, st, "staff"); !m["bob"] || !m["carol"] || !m["alice"] {
+		t.Fatalf("members after entries failed: %v (want alice, bob and carol)", m)
+	}
+}
+
+var _ = time.Second
+
+// TestIncrementalUnreadableGroupRemovesNothing: an incremental run re-reads
+// every group when one changed; a group entry read without its stable id
+// is left out of the graph, so its parents would lose its members. That
+// read is not complete: the run aborts and no membership is removed.
+func TestIncrementalUnreadableGroupRemovesNothing(t *testing.T) {
+	st := openSQLite(t)
+	src := openSource()
+	ts := "20261101000000Z"
+	a := olUser("alice", "aaaaaaaa-0000-0000-0000-000000000001", "alice@x", ts)
+	child := olGroup("team", "88888888-0000-0000-0000-000000000008", ts, a.DN)
+	parent := olGroup("staff", "99999999-0000-0000-0000-000000000009", ts, child.DN)
+	full := olConn(src, src.UserFilter, src.GroupFilter, []recEntry{a}, []recEntry{child, parent})
+	if _, err := New(src, st, Options{Dial: dialReplay(full)}).Run(context.Background(), RunOptions{Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	if m := groupMembers(t, st, "staff"); !m["alice"] {
+		t.Fatalf("staff after the full run: %v", m)
+	}
+	since := "(modifyTimestamp>=20261031235500Z)"
+	badChild := olGroup("team", "", "20261101000100Z", a.DN)
+	delete(badChild.Attrs, "entryUUID")
+	parent2 := olGroup("staff", "99999999-0000-0000-0000-000000000009", "20261101000100Z", child.DN)
+	inc := &replayConn{reqs: []recReq{
+		{Base: src.UserBaseDNs[0], Scope: 2, Filter: "(&" + src.UserFilter + since + ")", Pages: [][]recEntry{{}}},
+		{Base: src.GroupBaseDNs[0], Scope: 2, Filter: "(&" + src.GroupFilter + since + ")", Pages: [][]recEntry{{badChild, parent2}}},
+		{Base: src.GroupBaseDNs[0], Scope: 2, Filter: src.GroupFilter, Pages: [][]recEntry{{badChild, parent2}}},
+	}}
+	before, _ := st.GetCursor(context.Background(), "ldap:ol")
+	res, err := New(src, st, Options{Dial: dialReplay(inc)}).Run(context.Background(), RunOptions{})
+	if res == nil || res.Mode != ModeIncremental {
+		t.Fatalf("incremental: %+v %v", res, err)
+	}
+	if m := groupMembers(t, st, "staff"); !m["alice"] {
+		t.Fatalf("staff lost its nested member through an unreadable child group: %v (run %s, err %v)", m, res.Status, err)
+	}
+	if err == nil {
+		t.Fatal("incremental run with an unreadable group entry succeeded")
+	}
+	if after, _ := st.GetCursor(context.Background(), "ldap:ol"); after != before {
+		t.Fatalf("cursor moved: %s -> %s", before, after)
+	}
+}
