@@ -482,25 +482,31 @@ func (t *txn) DeleteUser(ctx context.Context, id string) error {
 	if err := t.writeUserRow(ctx, &u); err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
-	rows, err := t.c.Query(ctx, `SELECT group_id FROM group_members WHERE user_id = ? ORDER BY group_id`, id)
+	const memberOf = `SELECT group_id FROM group_members WHERE user_id = ? ORDER BY group_id`
+	groups, err := t.strings(ctx, memberOf, id)
 	if err != nil {
 		return fmt.Errorf("store: %s: memberships: %w", op, err)
 	}
-	var groups []string
-	for rows.Next() {
-		var g string
-		if err := rows.Scan(&g); err != nil {
-			rows.Close()
+	if len(groups) > 0 && t.forUpdate() != "" {
+		// The groups' rows are locked (in id order) before their member
+		// rows, as a member write (AddMembers, DeleteGroup) locks them,
+		// then the memberships are read again under those locks.
+		in, arg := t.s.d.InList("id", groups)
+		if _, err := t.strings(ctx, `SELECT id FROM groups WHERE `+in+` ORDER BY id`+t.forUpdate(), arg); err != nil {
+			return fmt.Errorf("store: %s: lock groups: %w", op, err)
+		}
+		if groups, err = t.strings(ctx, memberOf, id); err != nil {
 			return fmt.Errorf("store: %s: memberships: %w", op, err)
 		}
-		groups = append(groups, g)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: %s: memberships: %w", op, err)
 	}
 	if _, err := t.c.Exec(ctx, `DELETE FROM group_members WHERE user_id = ?`, id); err != nil {
 		return fmt.Errorf("store: %s: memberships: %w", op, err)
+	}
+	// The members are part of the SCIM Group: its version (ETag) changes.
+	for _, g := range groups {
+		if err := t.touchGroup(ctx, op, g); err != nil {
+			return err
+		}
 	}
 	if err := t.record(ctx, "user.delete", "user", id, audit.Marshal(cur), audit.Marshal(u)); err != nil {
 		return err

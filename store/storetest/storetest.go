@@ -318,7 +318,15 @@ func testUserDelete(e *env) {
 		}
 		return tx.AddMembers(e.ctx, g.ID, []string{u.ID})
 	})
+	before, err := e.s.GetGroup(e.ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.mustUpdate(func(tx store.Tx) error { return tx.DeleteUser(e.ctx, u.ID) })
+	// The members are part of the SCIM Group: losing one changes its ETag.
+	if after, err := e.s.GetGroup(e.ctx, g.ID); err != nil || after.Version <= before.Version {
+		t.Fatalf("group version %d after its member was deleted, %d before (%v)", after.Version, before.Version, err)
+	}
 	got, err := e.s.GetUser(e.ctx, u.ID)
 	if err != nil || got.DeletedAt == nil || got.Active || got.Version != 2 {
 		t.Fatalf("deleted user = %+v, %v", got, err)
