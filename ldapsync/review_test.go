@@ -2,6 +2,7 @@ package ldapsync
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -99,8 +100,6 @@ func TestFailedEntryKeepsMemberships(t *testing.T) {
 	}
 }
 
-var _ = time.Second
-
 // TestIncrementalUnreadableGroupRemovesNothing: an incremental run re-reads
 // every group when one changed; a group entry read without its stable id
 // is left out of the graph, so its parents would lose its members. That
@@ -141,5 +140,31 @@ func TestIncrementalUnreadableGroupRemovesNothing(t *testing.T) {
 	}
 	if after, _ := st.GetCursor(context.Background(), "ldap:ol"); after != before {
 		t.Fatalf("cursor moved: %s -> %s", before, after)
+	}
+}
+
+// TestHighWaterMarkNotPastReadStart: an entry modified while a long run is
+// reading (after its own entry was read) must be re-read next time, so the
+// modifyTimestamp cursor never passes the time the read began, even when
+// an entry read later carries a later modifyTimestamp.
+func TestHighWaterMarkNotPastReadStart(t *testing.T) {
+	st := openSQLite(t)
+	src := openSource()
+	start := time.Now().UTC()
+	late := start.Add(20 * time.Minute).Format(genTime) // modified 20 minutes into the run
+	a := olUser("alice", "aaaaaaaa-0000-0000-0000-000000000001", "alice@x", start.Add(-time.Hour).Format(genTime))
+	b := olUser("bob", "bbbbbbbb-0000-0000-0000-000000000002", "bob@x", late)
+	conn := olConn(src, src.UserFilter, src.GroupFilter, []recEntry{a, b}, nil)
+	if _, err := New(src, st, Options{Dial: dialReplay(conn)}).Run(context.Background(), RunOptions{Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := st.GetCursor(context.Background(), "ldap:ol")
+	var c cursor
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.ModifyTimestamp == "" || c.ModifyTimestamp > time.Now().UTC().Format(genTime) {
+		t.Fatalf("cursor modifyTimestamp %s is past the read's start %s (an entry changed at %s would be missed)",
+			c.ModifyTimestamp, start.Format(genTime), start.Add(time.Minute).Format(genTime))
 	}
 }

@@ -194,6 +194,9 @@ func (r *run) execute(ctx context.Context) (*cursor, error) {
 		next.USN, next.InvocationID = usn, inv
 	}
 	r.log.Info("ldap sync start", zap.String("mode", string(r.res.Mode)), zap.Bool("dry_run", r.dry))
+	// The server's clock, approximated by the real one (Options.Now may be
+	// a test clock): the modifyTimestamp high-water mark never passes it.
+	readStart := time.Now().UTC().Format(genTime)
 	if r.res.Mode == ModeFull {
 		err = r.full(ctx, next)
 	} else {
@@ -202,8 +205,11 @@ func (r *run) execute(ctx context.Context) (*cursor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !r.m.ad && r.maxChange.modTime > next.ModifyTimestamp {
-		next.ModifyTimestamp = r.maxChange.modTime
+	// An entry changed during the read after its own entry was read has an
+	// older modifyTimestamp than entries read later: a mark past the read's
+	// start (less the overlap) would skip it next time.
+	if hw := min(r.maxChange.modTime, readStart); !r.m.ad && hw > next.ModifyTimestamp {
+		next.ModifyTimestamp = hw
 	}
 	return next, nil
 }
