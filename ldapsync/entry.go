@@ -310,6 +310,7 @@ func (m *mapper) members(c Conn, e *ldap.Entry) ([]string, error) {
 	attr := m.src.MemberAttribute
 	var out []string
 	cur := e
+	want := 0 // where the next range must start: a gap would drop members
 	for round := 0; ; round++ {
 		next := ""
 		found := false
@@ -332,15 +333,16 @@ func (m *mapper) members(c Conn, e *ldap.Entry) ([]string, error) {
 			if !ok {
 				return nil, fmt.Errorf("ldapsync: group %q: bad range %q", e.DN, name)
 			}
+			if start, err := strconv.Atoi(lo); err != nil || start != want {
+				return nil, fmt.Errorf("ldapsync: group %q: range %q does not start at %d", e.DN, name, want)
+			}
 			if hi != "*" {
 				end, err := strconv.Atoi(hi)
-				if err != nil {
+				if err != nil || end < want {
 					return nil, fmt.Errorf("ldapsync: group %q: bad range %q", e.DN, name)
 				}
-				if _, err := strconv.Atoi(lo); err != nil {
-					return nil, fmt.Errorf("ldapsync: group %q: bad range %q", e.DN, name)
-				}
-				next = fmt.Sprintf("%s;range=%d-*", attr, end+1)
+				want = end + 1
+				next = fmt.Sprintf("%s;range=%d-*", attr, want)
 			}
 		}
 		if !found && round > 0 {

@@ -168,3 +168,26 @@ func TestHighWaterMarkNotPastReadStart(t *testing.T) {
 			c.ModifyTimestamp, start.Format(genTime), start.Add(time.Minute).Format(genTime))
 	}
 }
+
+// TestRangeRetrievalGap: a follow-up range that does not start where the
+// last one ended (values skipped) is an error, never a short member list.
+func TestRangeRetrievalGap(t *testing.T) {
+	m := newMapper(adSource())
+	dn := "CN=Big,OU=Staff,DC=corp,DC=example"
+	e := recEntry{DN: dn, Attrs: map[string][]string{"member;range=0-2": {"CN=a", "CN=b", "CN=c"}}}.entry()
+	for _, tc := range []struct{ name, attr string }{
+		{"gap", "member;range=6-*"},
+		{"restart", "member;range=0-*"},
+	} {
+		c := &replayConn{reqs: []recReq{{Base: dn, Scope: 0, Filter: "(objectClass=*)", Attr: "member;range=3-*",
+			Pages: [][]recEntry{{{DN: dn, Attrs: map[string][]string{tc.attr: {"CN=x"}}}}}}}}
+		if ms, err := m.members(c, e); err == nil {
+			t.Errorf("%s: follow-up %s accepted: %d members %v", tc.name, tc.attr, len(ms), ms)
+		}
+	}
+	// The first range must start at 0.
+	e = recEntry{DN: dn, Attrs: map[string][]string{"member;range=5-*": {"CN=a"}}}.entry()
+	if ms, err := m.members(&replayConn{}, e); err == nil {
+		t.Errorf("first range 5-* accepted: %v", ms)
+	}
+}
