@@ -14,8 +14,10 @@
 // holding the lease (its own lapsed) cancels its scheduled runs in flight,
 // recorded aborted, so that they do not run beside the new leader's.
 // Manual triggers run on the
-// replica that received them; a job never runs twice at once within one
-// scheduler (a trigger of a running job gets ErrBusy, a scheduled tick is
-// skipped). The package imports no domain logic: jobs come from the
+// replica that received them; a job never runs twice at once, within one
+// scheduler nor across replicas and the CLI on one store: every run holds
+// the job's own lease ("job:<name>", renewed while it runs, released at its
+// end), and a trigger of a running job gets ErrBusy, a scheduled tick is
+// skipped. The package imports no domain logic: jobs come from the
 // features through cmd/dirsyncd.
 package scheduler

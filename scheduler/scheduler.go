@@ -30,6 +30,13 @@ const (
 // LeaseName is the store lease the leader holds.
 const LeaseName = "scheduler"
 
+// jobLease is the store lease a run holds while it runs: the busy check of
+// begin is one process's, and a manual trigger may come to any replica (or
+// to the CLI beside the daemon), so without it the same job could run twice
+// at once on one store. Renewed every LeaseTTL/3 during the run, released
+// at its end; a run that cannot keep it is aborted.
+func jobLease(job string) string { return "job:" + job }
+
 // Errors returned by Trigger and Execute.
 var (
 	ErrUnknownJob = errors.New("scheduler: unknown job")
@@ -388,6 +395,15 @@ func (s *Scheduler) begin(ctx context.Context, name, trigger string) (*RunContex
 	s.wg.Add(1)
 	s.mu.Unlock()
 
+	switch ok, err := s.o.Store.AcquireLease(ctx, jobLease(name), s.o.Holder, s.o.LeaseTTL); {
+	case err != nil:
+		s.release(name)
+		return nil, fmt.Errorf("scheduler: lease of job %s: %w", name, err)
+	case !ok:
+		s.release(name)
+		return nil, fmt.Errorf("%w: %s (running elsewhere: another replica or the CLI)", ErrBusy, name)
+	}
+
 	id := s.o.NewID()
 	run := directory.Run{ID: id, Job: name, Trigger: trigger, Status: directory.RunRunning, StartedAt: s.o.Now().UTC()}
 	req, _ := ctx.Value(requesterKey{}).(requester)
@@ -408,6 +424,7 @@ func (s *Scheduler) begin(ctx context.Context, name, trigger string) (*RunContex
 		return tx.Record(ctx, "run.trigger", "run", id, nil, map[string]string{"job": name, "by": req.by})
 	})
 	if err != nil {
+		s.releaseJobLease(name)
 		s.release(name)
 		return nil, fmt.Errorf("scheduler: record run of %s: %w", name, err)
 	}
@@ -432,12 +449,45 @@ func (s *Scheduler) release(name string) {
 	s.wg.Done()
 }
 
+func (s *Scheduler) releaseJobLease(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.o.Store.ReleaseLease(ctx, jobLease(name), s.o.Holder); err != nil {
+		s.log.Warn("release job lease (it lapses by itself)", zap.String("job", name), zap.Error(err))
+	}
+}
+
+// keepJobLease renews rc's job lease until done closes; a renewal that
+// finds the lease taken (it lapsed and another took it) aborts the run.
+// A store error is not that: the run goes on and the next renewal retries.
+func (s *Scheduler) keepJobLease(rc *RunContext, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-s.o.After(s.o.LeaseTTL / 3):
+		}
+		ok, err := s.o.Store.AcquireLease(rc.ctx, jobLease(rc.Job), s.o.Holder, s.o.LeaseTTL)
+		if err == nil && !ok {
+			rc.abort("the job's lease lapsed and is held elsewhere, which may be running the same job")
+			return
+		}
+		if err != nil && rc.ctx.Err() == nil {
+			rc.Log.Warn("renew job lease", zap.Error(err))
+		}
+	}
+}
+
 // finish runs the job and records its outcome.
 func (s *Scheduler) finish(rc *RunContext) directory.Run {
 	defer s.release(rc.Job)
+	defer s.releaseJobLease(rc.Job)
 	defer rc.cancel()
 	rc.Log.Info("run started", zap.String("trigger", rc.Trigger))
+	done := make(chan struct{})
+	go s.keepJobLease(rc, done)
 	err := s.call(rc)
+	close(done)
 
 	run := rc.result(err)
 	end := s.o.Now().UTC()

@@ -541,3 +541,80 @@ func TestLostLeadershipAbortsScheduledRuns(t *testing.T) {
 		}
 	})
 }
+
+// TestJobRunsOnceAcrossReplicas: a manual trigger on a second replica (or
+// the CLI) while the job runs on the first is refused with ErrBusy; once
+// the run ends its lease is released and the job runs anywhere again. A
+// lease that lapses and is taken elsewhere aborts the run that lost it.
+func TestJobRunsOnceAcrossReplicas(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func() store.Store, clk *clock) {
+		ctx := context.Background()
+		started, release := make(chan string, 1), make(chan struct{})
+		funcs := map[string]JobFunc{"k": func(ctx context.Context, r *RunContext) error {
+			started <- r.RunID
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}
+		jobs := []Job{{Name: "j", Kind: "k"}}
+		renew := make(chan time.Time)
+		a := newSched(t, open(), clk, "a", jobs, funcs, func(o *Options) {
+			o.After = func(d time.Duration) <-chan time.Time {
+				if d == o.LeaseTTL/3 {
+					return renew
+				}
+				return nil
+			}
+		})
+		stB := open()
+		b := newSched(t, stB, clk, "b", jobs, funcs)
+		idA, err := a.Trigger(ctx, "j")
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		if _, err := b.Trigger(ctx, "j"); !errors.Is(err, ErrBusy) {
+			t.Fatalf("trigger on replica b while a runs the job: %v", err)
+		}
+		if _, err := b.Execute(ctx, "j", TriggerManual); !errors.Is(err, ErrBusy) {
+			t.Fatalf("execute on replica b while a runs the job: %v", err)
+		}
+		close(release)
+		a.wg.Wait()
+		if r := getRun(t, stB, idA); r.Status != directory.RunOK {
+			t.Fatalf("a's run: %+v", r)
+		}
+		// Released at the end: b may run it now.
+		release = make(chan struct{})
+		close(release)
+		if r, err := b.Execute(ctx, "j", TriggerManual); err != nil || r.Status != directory.RunOK {
+			t.Fatalf("b after a finished: %+v %v", r, err)
+		}
+		<-started
+
+		// a runs again; its lease lapses (no renewal for a whole TTL) and b
+		// takes it: a's next renewal aborts a's run.
+		release = make(chan struct{})
+		idA, err = a.Trigger(ctx, "j")
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		clk.Add(a.o.LeaseTTL + time.Second)
+		if ok, err := stB.AcquireLease(ctx, jobLease("j"), "b", b.o.LeaseTTL); err != nil || !ok {
+			t.Fatalf("b takes the lapsed lease: %v %v", ok, err)
+		}
+		select {
+		case renew <- clk.Now():
+		case <-time.After(10 * time.Second):
+			t.Fatal("a's run never renewed its job lease")
+		}
+		a.wg.Wait()
+		if r := getRun(t, stB, idA); r.Status != directory.RunAborted || !strings.Contains(r.Error, "lease") {
+			t.Fatalf("a's run after losing its lease: %+v", r)
+		}
+	})
+}
