@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
 )
 
 // LDAPConfig is the `ldap` section: the LDAP directories dirsyncd pulls
@@ -233,8 +235,12 @@ func (c *LDAPConfig) validate(p *Problems) {
 				p.Addf(fmt.Sprintf("%s.baseDNs[%d]", path, j), "%q is not a DN (quote DNs in YAML lists: [a,b] splits on commas)", dn)
 			}
 		}
-		if !strings.HasPrefix(s.UserFilter, "(") || !strings.HasPrefix(s.GroupFilter, "(") {
-			p.Addf(path+".userFilter", "filters must be parenthesised LDAP filters")
+		for _, f := range []struct{ key, filter string }{{"userFilter", s.UserFilter}, {"groupFilter", s.GroupFilter}} {
+			if !strings.HasPrefix(f.filter, "(") {
+				p.Addf(path+"."+f.key, "filters must be parenthesised LDAP filters")
+			} else if _, err := ldap.CompileFilter(f.filter); err != nil {
+				p.Addf(path+"."+f.key, "%q is not an LDAP filter: %v", f.filter, err)
+			}
 		}
 		if s.PageSize < 1 || s.PageSize > 100000 {
 			p.Addf(path+".pageSize", "want 1..100000, got %d", s.PageSize)

@@ -105,3 +105,20 @@ func TestLDAPGroupPage(t *testing.T) {
 		}
 	}
 }
+
+// TestLDAPValidateFilters: a filter that does not compile is a problem
+// found when the configuration is loaded (not at the first sync), named by
+// its own key.
+func TestLDAPValidateFilters(t *testing.T) {
+	c := LDAPConfig{Sources: []LDAPSource{{Name: "a", URL: "ldap://x", UserBaseDNs: []string{"dc=x"},
+		UserFilter: "(objectClass=user", GroupFilter: "(&(cn=x)(member=*)"}}}
+	c.defaults()
+	var p Problems
+	c.validate(&p)
+	all := strings.Join(p.List(), "\n")
+	for _, want := range []string{"ldap.sources[0].userFilter", "ldap.sources[0].groupFilter"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing problem %q in:\n%s", want, all)
+		}
+	}
+}
