@@ -50,6 +50,7 @@ var Dialect = &sqlstore.Dialect{
 	Name:          "postgres",
 	Numbered:      true,
 	ForUpdate:     " FOR UPDATE",
+	ForShare:      " FOR SHARE",
 	MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", advisoryLockKey),
 	Time:          func(t time.Time) any { return t.UTC() },
 	InList: func(col string, vals []string) (string, any) {

@@ -57,6 +57,10 @@ type Dialect struct {
 	// ForUpdate is appended to row reads inside a transaction that precede
 	// an update (" FOR UPDATE" on PostgreSQL; SQLite has one writer).
 	ForUpdate string
+	// ForShare is ForUpdate's shared lock (" FOR SHARE" on PostgreSQL):
+	// rows read to check they may be referenced (a live user added to a
+	// group) stay as read until commit.
+	ForShare string
 	// MigrationLock is run first inside the migration transaction.
 	MigrationLock string
 	// Time encodes a time as a statement argument.

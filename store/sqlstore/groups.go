@@ -345,15 +345,7 @@ func (t *txn) AddMembers(ctx context.Context, groupID string, userIDs []string) 
 	if err := t.liveGroup(ctx, op, groupID); err != nil {
 		return err
 	}
-	in, arg := t.s.d.InList("id", ids)
-	live, err := t.strings(ctx, `SELECT id FROM users WHERE deleted_at IS NULL AND `+in, arg)
-	if err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
-	}
-	if len(live) != len(ids) {
-		return fmt.Errorf("store: %s: %d of %d users do not exist or are deleted: %w", op, len(ids)-len(live), len(ids), store.ErrNotFound)
-	}
-	in, arg = t.s.d.InList("user_id", ids)
+	in, arg := t.s.d.InList("user_id", ids)
 	have, err := t.strings(ctx, `SELECT user_id FROM group_members WHERE group_id = ? AND `+in, groupID, arg)
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
@@ -361,6 +353,18 @@ func (t *txn) AddMembers(ctx context.Context, groupID string, userIDs []string) 
 	add := minus(ids, have)
 	if len(add) == 0 {
 		return nil
+	}
+	// A member is live (deleting a user removes its memberships); the
+	// users to add are checked and share-locked, so a concurrent DeleteUser
+	// is waited for and then seen. (Members are not locked: DeleteUser
+	// locks a member's user row before its groups.)
+	in, arg = t.s.d.InList("id", add)
+	live, err := t.strings(ctx, `SELECT id FROM users WHERE deleted_at IS NULL AND `+in+` ORDER BY id`+t.forShare(), arg)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	if len(live) != len(add) {
+		return fmt.Errorf("store: %s: %d of %d users do not exist or are deleted: %w", op, len(add)-len(live), len(ids), store.ErrNotFound)
 	}
 	if err := t.addMembers(ctx, op, groupID, add); err != nil {
 		return err
@@ -455,7 +459,7 @@ func (t *txn) ReplaceMembers(ctx context.Context, groupID string, userIDs []stri
 	add := minus(ids, have)
 	if len(add) > 0 {
 		in, arg := t.s.d.InList("id", add)
-		live, err := t.strings(ctx, `SELECT id FROM users WHERE deleted_at IS NULL AND `+in, arg)
+		live, err := t.strings(ctx, `SELECT id FROM users WHERE deleted_at IS NULL AND `+in+` ORDER BY id`+t.forShare(), arg)
 		if err != nil {
 			return fmt.Errorf("store: %s: %w", op, err)
 		}

@@ -192,6 +192,13 @@ func (r *reader) forUpdate() string {
 	return ""
 }
 
+func (r *reader) forShare() string {
+	if r.inTx {
+		return r.s.d.ForShare
+	}
+	return ""
+}
+
 // txn implements store.Tx. SCIM group commit (scim_batch.go) runs several
 // requests in one txn: state kept per request must be reset in runSavepoint.
 type txn struct {

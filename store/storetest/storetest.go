@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UserUniqueness", testUserUniqueness},
 		{"UserUpdate", testUserUpdate},
 		{"UserDelete", testUserDelete},
+		{"AddMembersDuringUserDelete", testAddMembersDuringUserDelete},
 		{"UpsertUsers", testUpsertUsers},
 		{"Links", testLinks},
 		{"UserFilters", testUserFilters},
@@ -359,6 +360,46 @@ func testUserDelete(e *env) {
 	e.createUser(user("ALICE", "alice@example.org"))
 	wantErr(t, e.update(func(tx store.Tx) error { return tx.UpdateUser(e.ctx, &got, 0) }), store.ErrNotFound)
 	wantErr(t, e.update(func(tx store.Tx) error { return tx.DeleteUser(e.ctx, "missing") }), store.ErrNotFound)
+}
+
+// testAddMembersDuringUserDelete: a user deleted while another
+// transaction adds it to a group does not end up a member of it (the add
+// waits for the delete and then finds the user deleted).
+func testAddMembersDuringUserDelete(e *env) {
+	t := e.t
+	for _, replace := range []bool{false, true} {
+		u := e.createUser(user(fmt.Sprintf("racer%v", replace), ""))
+		g := directory.Group{Source: "scim:c", DisplayName: fmt.Sprintf("R%v", replace)}
+		e.mustUpdate(func(tx store.Tx) error { return tx.CreateGroup(e.ctx, &g) })
+		deleted, release := make(chan struct{}), make(chan struct{})
+		delErr := make(chan error, 1)
+		go func() {
+			delErr <- e.s.Update(e.ctx, meta, func(ctx context.Context, tx store.Tx) error {
+				if err := tx.DeleteUser(ctx, u.ID); err != nil {
+					close(deleted)
+					return err
+				}
+				close(deleted)
+				<-release
+				return nil
+			})
+		}()
+		<-deleted
+		time.AfterFunc(300*time.Millisecond, func() { close(release) })
+		err := e.update(func(tx store.Tx) error {
+			if replace {
+				return tx.ReplaceMembers(e.ctx, g.ID, []string{u.ID})
+			}
+			return tx.AddMembers(e.ctx, g.ID, []string{u.ID})
+		})
+		if err := <-delErr; err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, err, store.ErrNotFound)
+		if ok, _ := e.s.IsGroupMember(e.ctx, g.ID, u.ID); ok {
+			t.Fatalf("replace=%v: the deleted user became a member", replace)
+		}
+	}
 }
 
 func testUpsertUsers(e *env) {
