@@ -3,11 +3,14 @@ package ldapsync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/config"
 	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/store"
 )
 
 // openSource is an OpenLDAP source over replayed responses.
@@ -189,5 +192,36 @@ func TestRangeRetrievalGap(t *testing.T) {
 	e = recEntry{DN: dn, Attrs: map[string][]string{"member;range=5-*": {"CN=a"}}}.entry()
 	if ms, err := m.members(&replayConn{}, e); err == nil {
 		t.Errorf("first range 5-* accepted: %v", ms)
+	}
+}
+
+// TestGroupShrinkGuardWithoutCursor: without a last full sync to compare
+// with (its cursor unreadable or lost), the group read is compared with the
+// source's live groups in the store, as the user read is with the live
+// links: an empty group read then removes nothing.
+func TestGroupShrinkGuardWithoutCursor(t *testing.T) {
+	st := openSQLite(t)
+	src := openSource()
+	ts := "20261101000000Z"
+	a := olUser("alice", "aaaaaaaa-0000-0000-0000-000000000001", "alice@x", ts)
+	g1 := olGroup("staff", "99999999-0000-0000-0000-000000000009", ts, a.DN)
+	g2 := olGroup("team", "88888888-0000-0000-0000-000000000008", ts, a.DN)
+	ctx := context.Background()
+	if _, err := New(src, st, Options{Dial: dialReplay(olConn(src, src.UserFilter, src.GroupFilter, []recEntry{a}, []recEntry{g1, g2}))}).
+		Run(ctx, RunOptions{Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Update(ctx, audit.Meta{Actor: "test"}, func(ctx context.Context, tx store.Tx) error {
+		return tx.SetCursor(ctx, "ldap:ol", "not json")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := New(src, st, Options{Dial: dialReplay(olConn(src, src.UserFilter, src.GroupFilter, []recEntry{a}, nil))}).
+		Run(ctx, RunOptions{Full: true})
+	if !errors.Is(err, ErrUnsafe) || res.Counts["groups_gone"] != 0 {
+		t.Fatalf("empty group read without a cursor: err %v, counts %v", err, res.Counts)
+	}
+	if m := groupMembers(t, st, "staff"); !m["alice"] {
+		t.Fatalf("staff after an empty group read: %v", m)
 	}
 }

@@ -337,7 +337,19 @@ func (r *run) full(ctx context.Context, next *cursor) error {
 		return err
 	}
 	r.dnIdx, r.nameIdx = nil, nil // members are resolved to indexes into r.ids
-	if err := r.checkFraction("groups", int64(len(groups)), r.prev.LastFullGroups, 0); err != nil {
+	liveGroups := 0
+	if r.prev.LastFullGroups == 0 {
+		// No last full sync to compare with: compare with the stored groups.
+		if err := r.loadGroups(ctx); err != nil {
+			return err
+		}
+		for _, g := range r.groups {
+			if g.DeletedAt == nil {
+				liveGroups++
+			}
+		}
+	}
+	if err := r.checkFraction("groups", int64(len(groups)), r.prev.LastFullGroups, int64(liveGroups)); err != nil {
 		return err
 	}
 	if r.keyless > 0 {
