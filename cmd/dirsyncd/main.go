@@ -116,7 +116,42 @@ development default (configs/dev.yaml: SQLite under ./var/, 127.0.0.1:8080).`,
 			}
 		}
 	}
+	markUsageErrors(root)
 	return root
+}
+
+// markUsageErrors makes a wrong command line exit 2 (usageError): an
+// argument a command's Args refuses, and an unknown subcommand. Cobra
+// returns these as plain errors (exit 1) and, for a command that only
+// groups subcommands ("audit", "sync"), prints its help and succeeds, so
+// `dirsyncd audit verfy` exited 0 having verified nothing.
+func markUsageErrors(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+			}
+			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations["noConfig"] = "true" // it only prints its help
+	} else if c.Args != nil {
+		args := c.Args
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil && !isUsageError(err) {
+				return usageError{err}
+			} else if err != nil {
+				return err
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markUsageErrors(sub)
+	}
 }
 
 // addOrMerge adds c to parent; when parent already has a command of that

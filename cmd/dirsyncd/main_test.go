@@ -113,6 +113,21 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// TestWrongCommandLine: a mistyped command or a stray argument is a
+// usage error (exit 2) naming it, never a success: `dirsyncd audit verfy`
+// in a cron job must not exit 0 having verified nothing.
+func TestWrongCommandLine(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"audit", "verfy"}, {"migrate", "extra"}, {"version", "x"}} {
+		r := run(t, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, fmt.Sprintf("unknown command %q", args[len(args)-1])) {
+			t.Errorf("%v: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+	if r := run(t, "audit"); r.code != 0 || !strings.Contains(r.stdout, "Available Commands") {
+		t.Errorf("audit alone: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
 func TestCheckConfig(t *testing.T) {
 	good, _ := writeConfig(t, "")
 	if r := run(t, "check-config", "--config", good); r.code != 0 || !strings.Contains(r.stdout, "configuration OK") {
