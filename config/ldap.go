@@ -221,6 +221,10 @@ func (c *LDAPConfig) validate(p *Problems) {
 		}
 		if s.BindDN != "" && !s.BindPassword.IsSet() {
 			p.Addf(path+".bindPassword", "required when bindDN is set")
+		} else if s.BindDN != "" && s.BindPassword.resolved && s.BindPassword.value == "" {
+			// An empty password makes an unauthenticated bind (RFC 4513
+			// 5.1.2), which servers may accept as anonymous.
+			p.Addf(path+".bindPassword", "%s is empty", s.BindPassword.Source())
 		}
 		switch s.Dialect {
 		case LDAPDialectOpenLDAP, LDAPDialectAD, LDAPDialectGeneric:

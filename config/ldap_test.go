@@ -122,3 +122,25 @@ func TestLDAPValidateFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestLDAPEmptyBindPassword: a bindPassword that resolves to nothing (an
+// empty secret file) is a problem: a bind DN with an empty password is an
+// unauthenticated bind that servers may accept as anonymous.
+func TestLDAPEmptyBindPassword(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/pw"
+	if err := os.WriteFile(path, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := Secret{ref: "file:" + path, set: true}
+	if err := s.resolve(); err != nil {
+		t.Fatal(err)
+	}
+	c := LDAPConfig{Sources: []LDAPSource{{Name: "a", URL: "ldap://x", UserBaseDNs: []string{"dc=x"}, BindDN: "cn=x", BindPassword: s}}}
+	c.defaults()
+	var p Problems
+	c.validate(&p)
+	if all := strings.Join(p.List(), "\n"); !strings.Contains(all, "ldap.sources[0].bindPassword") {
+		t.Fatalf("empty bind password not reported:\n%s", all)
+	}
+}
