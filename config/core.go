@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -201,8 +203,23 @@ func (c *Config) coreValidate(p *Problems) {
 	}
 
 	names := map[string]int{}
+	hashes := map[string]int{} // SHA-256 (hex) → first token with it
 	for i, t := range c.Tokens {
 		path := fmt.Sprintf("tokens[%d]", i)
+		// Two entries for one token: the verifier would silently give it
+		// the last one's name and scopes. (The value is never printed.)
+		h := strings.ToLower(t.SHA256)
+		if t.Token.Value() != "" {
+			sum := sha256.Sum256([]byte(t.Token.Value()))
+			h = hex.EncodeToString(sum[:])
+		}
+		if isHex64(h) {
+			if j, dup := hashes[h]; dup {
+				p.Addf(path, "is the same token as tokens[%d]; each client needs its own token", j)
+			} else {
+				hashes[h] = i
+			}
+		}
 		if t.Name == "" {
 			p.Addf(path+".name", "is required")
 		} else if j, dup := names[t.Name]; dup {

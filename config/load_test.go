@@ -74,6 +74,8 @@ func TestProblems(t *testing.T) {
 		{"negative shutdown", "server:\n  shutdownTimeout: -1s", "server.shutdownTimeout"},
 		{"token without name", "tokens:\n  - token: x\n    scopes: [scim]", "tokens[0].name: is required"},
 		{"duplicate token names", "tokens:\n  - {name: a, token: x, scopes: [scim]}\n  - {name: a, token: y, scopes: [scim]}", "tokens[1].name: \"a\" is also"},
+		{"same token twice", "tokens:\n  - {name: a, token: x, scopes: [scim]}\n  - {name: b, token: x, scopes: [admin:write]}", "tokens[1]: is the same token as tokens[0]"},
+		{"token and its sha256", "tokens:\n  - {name: a, token: x, scopes: [scim]}\n  - {name: b, sha256: 2D711642B726B04401627CA9FBAC32F5C8530FB1903CC4DB02258717921A4881, scopes: [admin:write]}", "tokens[1]: is the same token as tokens[0]"},
 		{"unknown scope", "tokens:\n  - {name: a, token: x, scopes: [root]}", "tokens[0].scopes[0]: unknown scope \"root\""},
 		{"no scope", "tokens:\n  - {name: a, token: x}", "tokens[0].scopes: needs at least one"},
 		{"token and sha256", "tokens:\n  - {name: a, token: x, sha256: " + hash + ", scopes: [scim]}", "not both"},
