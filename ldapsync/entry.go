@@ -181,7 +181,12 @@ func (m *mapper) user(e *ldap.Entry) ldapUser {
 		u.F.DisplayName = get("cn")
 	}
 	if m.ad {
-		uac, _ := strconv.ParseInt(get("userAccountControl"), 10, 64)
+		// Every AD user has one: unreadable says nothing about ACCOUNTDISABLE.
+		uac, err := strconv.ParseInt(get("userAccountControl"), 10, 64)
+		if err != nil {
+			u.Err = "no readable userAccountControl"
+			return u
+		}
 		u.F.Active = uac&2 == 0 // ACCOUNTDISABLE
 	}
 	if u.F.UserName == "" {

@@ -225,3 +225,22 @@ func TestGroupShrinkGuardWithoutCursor(t *testing.T) {
 		t.Fatalf("staff after an empty group read: %v", m)
 	}
 }
+
+// TestADUnreadableUserAccountControl: an AD user entry without a readable
+// userAccountControl (every user object has one: an ACL or a read fault)
+// says nothing about whether the account is disabled; it is a failed entry,
+// not an active user.
+func TestADUnreadableUserAccountControl(t *testing.T) {
+	m := newMapper(adSource())
+	guid := []string{"ao2NC1xfOU6aU2srXYwaAQ=="}
+	for _, uac := range [][]string{nil, {"not a number"}} {
+		e := recEntry{DN: "CN=x,OU=Staff,DC=corp,DC=example", Attrs: map[string][]string{"sAMAccountName": {"x"}},
+			Binary: map[string][]string{"objectGUID": guid}}
+		if uac != nil {
+			e.Attrs["userAccountControl"] = uac
+		}
+		if u := m.user(e.entry()); u.Err == "" {
+			t.Errorf("userAccountControl %q: entry taken as active=%v", uac, u.F.Active)
+		}
+	}
+}
