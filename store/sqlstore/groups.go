@@ -491,11 +491,12 @@ func (t *txn) AddGroupChild(ctx context.Context, parentID, childID string) error
 	if parentID == childID {
 		return fmt.Errorf("store: %s: a group cannot contain itself: %w", op, store.ErrConflict)
 	}
-	if err := t.liveGroup(ctx, op, parentID); err != nil {
-		return err
-	}
-	if err := t.liveGroup(ctx, op, childID); err != nil {
-		return err
+	// Both groups are locked, in id order: A→B and B→A added at once must
+	// not lock them in opposite orders (a deadlock on PostgreSQL).
+	for _, id := range dedupe([]string{parentID, childID}) {
+		if err := t.liveGroup(ctx, op, id); err != nil {
+			return err
+		}
 	}
 	var one int
 	err := t.c.QueryRow(ctx, `SELECT 1 FROM group_edges WHERE parent_id = ? AND child_id = ?`, parentID, childID).Scan(&one)

@@ -72,6 +72,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UserUpdate", testUserUpdate},
 		{"UserDelete", testUserDelete},
 		{"AddMembersDuringUserDelete", testAddMembersDuringUserDelete},
+		{"ReverseGroupEdgesAtOnce", testReverseGroupEdgesAtOnce},
 		{"UpsertUsers", testUpsertUsers},
 		{"Links", testLinks},
 		{"UserFilters", testUserFilters},
@@ -400,6 +401,43 @@ func testAddMembersDuringUserDelete(e *env) {
 			t.Fatalf("replace=%v: the deleted user became a member", replace)
 		}
 	}
+}
+
+// testReverseGroupEdgesAtOnce: A→B and B→A added at once: one edge is
+// added, the other is refused as a cycle (ErrConflict), and neither
+// transaction fails on a lock (the two groups are locked in id order
+// whichever is the parent).
+func testReverseGroupEdgesAtOnce(e *env) {
+	t := e.t
+	a := directory.Group{ID: "edge-a", Source: "scim:c", DisplayName: "EdgeA"}
+	b := directory.Group{ID: "edge-b", Source: "scim:c", DisplayName: "EdgeB"}
+	e.mustUpdate(func(tx store.Tx) error {
+		if err := tx.CreateGroup(e.ctx, &a); err != nil {
+			return err
+		}
+		return tx.CreateGroup(e.ctx, &b)
+	})
+	locked, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- e.s.Update(e.ctx, meta, func(ctx context.Context, tx store.Tx) error {
+			a.DisplayName = "EdgeA2" // locks A
+			err := tx.UpdateGroup(ctx, &a, 0)
+			close(locked)
+			if err != nil {
+				return err
+			}
+			<-release
+			return tx.AddGroupChild(ctx, a.ID, b.ID)
+		})
+	}()
+	<-locked
+	time.AfterFunc(300*time.Millisecond, func() { close(release) })
+	err := e.update(func(tx store.Tx) error { return tx.AddGroupChild(e.ctx, b.ID, a.ID) })
+	if err := <-first; err != nil {
+		t.Fatalf("A→B: %v", err)
+	}
+	wantErr(t, err, store.ErrConflict)
 }
 
 func testUpsertUsers(e *env) {
