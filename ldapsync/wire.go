@@ -173,26 +173,29 @@ func netErr(err error) error {
 // reply reads the next message of request id: its protocol op's tag and
 // body, and the message's controls element (nil if none).
 func (c *wireConn) reply(id int64) (tag byte, body, controls []byte, err error) {
-	for {
-		msg, err := c.readMessage()
-		if err != nil {
-			return 0, nil, nil, err
-		}
-		gotID, tag, body, controls, err := splitMessage(msg)
-		if err != nil {
-			return 0, nil, nil, ldap.NewError(ldap.ErrorNetwork, err)
-		}
-		if gotID == 0 && tag == 0x60|appExtendedResponse {
-			// Unsolicited notification (RFC 4511 4.4.1): the server is closing.
-			code, _, diag, _ := parseResult(body)
-			return 0, nil, nil, ldap.NewError(ldap.ErrorNetwork,
-				fmt.Errorf("server sent a notice of disconnection (result %d): %s", code, diag))
-		}
-		if gotID != id {
-			continue // a late reply to an abandoned request
-		}
-		return tag, body, controls, nil
+	msg, err := c.readMessage()
+	if err != nil {
+		return 0, nil, nil, err
 	}
+	gotID, tag, body, controls, err := splitMessage(msg)
+	if err != nil {
+		return 0, nil, nil, ldap.NewError(ldap.ErrorNetwork, err)
+	}
+	if gotID == 0 && tag == 0x60|appExtendedResponse {
+		// Unsolicited notification (RFC 4511 4.4.1): the server is closing.
+		code, _, diag, _ := parseResult(body)
+		return 0, nil, nil, ldap.NewError(ldap.ErrorNetwork,
+			fmt.Errorf("server sent a notice of disconnection (result %d): %s", code, diag))
+	}
+	if gotID != id {
+		// wireConn never abandons a request, and the sync drops a
+		// connection after any error: a reply to another id is the
+		// server's fault, and entries skipped here would make a
+		// partial read look complete.
+		return 0, nil, nil, ldap.NewError(ldap.ErrorNetwork,
+			fmt.Errorf("reply to message %d while message %d is in flight", gotID, id))
+	}
+	return tag, body, controls, nil
 }
 
 // readMessage reads one LDAPMessage (its SEQUENCE's content) into c.buf.

@@ -305,10 +305,11 @@ func TestWireConnProtocolFaults(t *testing.T) {
 			}
 		})
 	}
-	// A late reply to another request is skipped; the right one is read.
-	c := serveOnce(t, message(7, searchDone(0, "")), entry, message(1, searchDone(0, "")))
-	res, err := c.Search(req)
-	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue("uid") != "a" {
+	// A reply to another message id is an error, not skipped: entries sent
+	// under a wrong id would otherwise go missing from a read that looks
+	// complete.
+	c := serveOnce(t, entry, message(7, entryPacket("uid=b,"+suffix, map[string][]string{"uid": {"b"}}, "uid")), message(1, searchDone(0, "")))
+	if res, err := c.Search(req); err == nil || !strings.Contains(err.Error(), "message 7") {
 		t.Fatalf("res %+v, err %v", res, err)
 	}
 }
