@@ -124,7 +124,7 @@ func TestEmbeddedDevConfig(t *testing.T) {
 
 func TestExampleIsProduction(t *testing.T) {
 	for _, m := range envRef.FindAllStringSubmatch(mustRead(t, "dirsyncd.example.yaml"), -1) {
-		t.Setenv(m[1], "x")
+		t.Setenv(m[1], "x-"+m[1]) // distinct: two clients never share a token
 	}
 	c, err := config.Load("dirsyncd.example.yaml")
 	if err != nil {
