@@ -374,14 +374,16 @@ func testGuardHoldsThenApproveAppliesExactlyThePlan(t *testing.T, s store.Store)
 	}
 }
 
-func TestApproveRefusesAStalePlan(t *testing.T) { forEachStore(t, testApproveRefusesAStalePlan) }
-
-func testApproveRefusesAStalePlan(t *testing.T, s store.Store) {
+// heldRun seeds n users (e-mails PREFIXnn@smith.example) in LAA Crime,
+// grants them by a full run, takes them all out of the group and returns
+// the held run of the next full run (a guard that holds any revoke).
+func heldRun(t *testing.T, s store.Store, prefix string, n int) (*seed, *Reconciler, []string, *Report) {
+	t.Helper()
 	ctx := context.Background()
 	sd := newSeed(t, s)
 	var ids []string
-	for i := range 3 {
-		ids = append(ids, sd.user(t, fmt.Sprintf("s%02d@smith.example", i), "3856", "", "LAA Crime"))
+	for i := range n {
+		ids = append(ids, sd.user(t, fmt.Sprintf("%s%02d@smith.example", prefix, i), "3856", "", "LAA Crime"))
 	}
 	r := New(s, launchEngine(t), Options{Guard: Guard{MinRevokes: 1, Percent: 0}})
 	if _, err := r.Full(ctx, RunOptions{}); err != nil {
@@ -394,6 +396,14 @@ func testApproveRefusesAStalePlan(t *testing.T, s store.Store) {
 	if err != nil || rep.Status != directory.RunHeld {
 		t.Fatalf("%+v %v", rep, err)
 	}
+	return sd, r, ids, rep
+}
+
+func TestApproveRefusesAStalePlan(t *testing.T) { forEachStore(t, testApproveRefusesAStalePlan) }
+
+func testApproveRefusesAStalePlan(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	sd, r, ids, rep := heldRun(t, s, "s", 3)
 	// someone changes a planned grant meanwhile
 	sd.update(t, func(ctx context.Context, tx store.Tx) error {
 		return tx.PutGrant(ctx, &directory.Grant{UserID: ids[0], FirmNumber: "3856", Service: "crime-apply", Role: "access", AllOffices: true,
@@ -475,22 +485,7 @@ func TestConcurrentApprovalsApplyOnce(t *testing.T) {
 
 func testConcurrentApprovalsApplyOnce(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	sd := newSeed(t, s)
-	var ids []string
-	for i := range 20 {
-		ids = append(ids, sd.user(t, fmt.Sprintf("c%02d@smith.example", i), "3856", "", "LAA Crime"))
-	}
-	r := New(s, launchEngine(t), Options{Guard: Guard{MinRevokes: 1, Percent: 0}})
-	if _, err := r.Full(ctx, RunOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	sd.update(t, func(ctx context.Context, tx store.Tx) error {
-		return tx.RemoveMembers(ctx, sd.groups["LAA Crime"], ids)
-	})
-	rep, err := r.Full(ctx, RunOptions{})
-	if err != nil || rep.Status != directory.RunHeld {
-		t.Fatalf("%+v %v", rep, err)
-	}
+	_, r, _, rep := heldRun(t, s, "c", 20)
 	const n = 4
 	errs := make(chan error, n)
 	start := make(chan struct{})
