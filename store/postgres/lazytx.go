@@ -199,6 +199,13 @@ func (t *lazyTx) Commit(ctx context.Context) error {
 	}
 	tag, err := t.conn.Exec(ctx, "COMMIT")
 	if err != nil {
+		// The transaction is over either way (a failed COMMIT cannot be
+		// retried): give the connection back, or a caller that does not roll
+		// back after a failed commit (writeTx, a lease renewal cancelled at
+		// shutdown) leaks it and the pool's Close waits for it forever. The
+		// pool closes a connection left inside a transaction.
+		t.done = true
+		t.conn.Release()
 		return fmt.Errorf("commit: %w", err)
 	}
 	return t.committed(tag)

@@ -291,3 +291,37 @@ func TestLongListsRunUnprepared(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedCommitReleasesConnection: a COMMIT that fails (its context
+// cancelled) gives the connection back to the pool even when the caller
+// does not roll back (writeTx), so the pool's Close does not wait forever
+// (it did: scheduler's TestShutdown hung about once in 30 runs, a lease
+// renewal cancelled at shutdown).
+func TestFailedCommitReleasesConnection(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &pgDB{pool: pool}
+	tx, err := db.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("commit with a cancelled context succeeded")
+	}
+	// The pool closes such a connection in the background (it is inside a
+	// transaction); Close waits for that, and only for that.
+	closed := make(chan struct{})
+	go func() { pool.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pool's Close waits for the failed transaction's connection")
+	}
+}
