@@ -7,11 +7,13 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/internal/testenv"
 	"github.com/dirsyncd/dirsyncd/store"
+	"github.com/dirsyncd/dirsyncd/store/sqlstore"
 )
 
 // TestLinkedLegacyLoginsUsePartialIndex: migration 0053 indexes only the
@@ -20,14 +22,7 @@ import (
 // fills it (with its audit events, TEXT since 0053) still verifies.
 func TestLinkedLegacyLoginsUsePartialIndex(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, testenv.Postgres(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migratedStore(t)
 	ls := make([]*directory.LegacyLogin, 5000)
 	for i := range ls {
 		ls[i] = &directory.LegacyLogin{Login: fmt.Sprintf("L%05d", i), FirmNumber: "3856", Email: fmt.Sprintf("l%d@firm.example", i)}
@@ -35,7 +30,7 @@ func TestLinkedLegacyLoginsUsePartialIndex(t *testing.T) {
 			ls[i].UserID = fmt.Sprintf("u%05d", i)
 		}
 	}
-	err = s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
+	err := s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
 		_, err := tx.(interface {
 			PutLegacyLogins(context.Context, []*directory.LegacyLogin) (int, error)
 		}).PutLegacyLogins(ctx, ls)
@@ -52,37 +47,7 @@ func TestLinkedLegacyLoginsUsePartialIndex(t *testing.T) {
 		t.Fatalf("by user = %+v, %v", got, err)
 	}
 	pool := s.DB().(*pgDB).pool
-	// A generic plan (the parameters unknown to the planner), as a prepared
-	// statement gets after five runs.
-	explain := func(types, q, args string) (string, error) {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			return "", err
-		}
-		defer func() {
-			_, _ = tx.Exec(ctx, "DEALLOCATE p", pgx.QueryExecModeSimpleProtocol) // session-wide, not rolled back
-			_ = tx.Rollback(ctx)
-		}()
-		for _, stmt := range []string{"SET LOCAL plan_cache_mode = force_generic_plan", "PREPARE p" + types + " AS " + q} {
-			if _, err := tx.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
-				return "", fmt.Errorf("%s: %w", stmt, err)
-			}
-		}
-		rows, err := tx.Query(ctx, "EXPLAIN EXECUTE p"+args, pgx.QueryExecModeSimpleProtocol)
-		if err != nil {
-			return "", err
-		}
-		defer rows.Close()
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				return "", err
-			}
-			plan = append(plan, line)
-		}
-		return strings.Join(plan, "; "), rows.Err()
-	}
+	explain := func(types, q, args string) (string, error) { return genericPlan(ctx, pool, types, q, args) }
 	for _, tc := range []struct{ types, q, args string }{
 		{"(text)", "SELECT login FROM legacy_logins WHERE user_id <> '' AND user_id = $1", "('u00010')"},                                                            // ListLegacyLogins
 		{"(text, text)", "SELECT login FROM legacy_logins WHERE user_id <> '' AND user_id >= $1 AND user_id <= $2 ORDER BY user_id, login", "('u00010', 'u00020')"}, // ListLegacyLoginsInRange
@@ -118,15 +83,8 @@ FROM information_schema.columns WHERE table_name IN ('audit_events', 'run_items'
 // instead of ~700 SCIM creates/s).
 func TestUniquenessCheckPlansWithoutStatistics(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, testenv.Postgres(t), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	err = s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
+	s := migratedStore(t)
+	err := s.Update(ctx, audit.Meta{Actor: "t"}, func(ctx context.Context, tx store.Tx) error {
 		for i := range 20 {
 			u := &directory.User{UserName: fmt.Sprintf("u%d@firm.example", i), ExternalID: fmt.Sprintf("ext-%d", i), Active: true}
 			if err := tx.CreateUser(ctx, u); err != nil {
@@ -138,35 +96,64 @@ func TestUniquenessCheckPlansWithoutStatistics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := s.DB().(*pgDB).pool
+	p, err := genericPlan(ctx, s.DB().(*pgDB).pool, "(text, text)",
+		"SELECT id FROM users WHERE user_name_lc = $1 AND deleted_at IS NULL AND id <> $2 LIMIT 1", "('x', 'y')") // checkUserUnique
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p, "users_user_name_uq") {
+		t.Errorf("uniqueness check without statistics: plan %q does not use users_user_name_uq", p)
+	}
+}
+
+// migratedStore opens a fresh, migrated test database.
+func migratedStore(t *testing.T) *sqlstore.Store {
+	t.Helper()
+	s, err := Open(context.Background(), testenv.Postgres(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// genericPlan is the plan of q as a prepared statement gets it after five
+// runs (the parameters unknown to the planner): PREPARE p<types> AS q, then
+// EXPLAIN EXECUTE p<args>, in a transaction rolled back after.
+func genericPlan(ctx context.Context, pool *pgxpool.Pool, types, q, args string) (string, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer func() {
-		_, _ = tx.Exec(ctx, "DEALLOCATE q", pgx.QueryExecModeSimpleProtocol)
+		_, _ = tx.Exec(ctx, "DEALLOCATE p", pgx.QueryExecModeSimpleProtocol) // session-wide, not rolled back
 		_ = tx.Rollback(ctx)
 	}()
-	for _, stmt := range []string{"SET LOCAL plan_cache_mode = force_generic_plan",
-		"PREPARE q(text, text) AS SELECT id FROM users WHERE user_name_lc = $1 AND deleted_at IS NULL AND id <> $2 LIMIT 1"} { // checkUserUnique
+	for _, stmt := range []string{"SET LOCAL plan_cache_mode = force_generic_plan", "PREPARE p" + types + " AS " + q} {
 		if _, err := tx.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
+			return "", fmt.Errorf("%s: %w", stmt, err)
 		}
 	}
-	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE q('x', 'y')", pgx.QueryExecModeSimpleProtocol)
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE p"+args, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
+	return planText(rows)
+}
+
+// planText joins the lines of an EXPLAIN with "; " and closes rows.
+func planText(rows pgx.Rows) (string, error) {
+	defer rows.Close()
 	var plan []string
 	for rows.Next() {
 		var line string
 		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		plan = append(plan, line)
 	}
-	rows.Close()
-	if p := strings.Join(plan, "; "); !strings.Contains(p, "users_user_name_uq") {
-		t.Errorf("uniqueness check without statistics: plan %q does not use users_user_name_uq", p)
-	}
+	return strings.Join(plan, "; "), rows.Err()
 }

@@ -126,17 +126,12 @@ func TestLookupsUseIndexes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, line)
-		}
-		rows.Close()
+		p, err := planText(rows)
 		_ = tx.Rollback(ctx)
-		if p := strings.Join(plan, "; "); !strings.Contains(p, tc.index) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(p, tc.index) {
 			t.Errorf("%s: plan %q does not use %s", tc.query, p, tc.index)
 		}
 	}
