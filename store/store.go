@@ -84,6 +84,9 @@ type Reader interface {
 	ListRunItems(ctx context.Context, q RunItemQuery) ([]directory.RunItem, error)
 
 	GetCursor(ctx context.Context, source string) (string, error) // "" and ErrNotFound when unset
+	// ListFingerprints pages a sync source's fingerprints by key after the
+	// given key, each with its user's current version and deletion.
+	ListFingerprints(ctx context.Context, source, after string, limit int) ([]Fingerprint, error)
 
 	BulkReader
 }
@@ -108,6 +111,29 @@ type BulkReader interface {
 	// who have a membership in it, in id order.
 	ListFirmUserIDs(ctx context.Context, firmNumber string) ([]string, error)
 	LastAuditSeq(ctx context.Context) (int64, error) // newest audit event's seq, 0 when none
+}
+
+// Fingerprint is a sync source's record of one comparison: its entry Key,
+// whose managed fields hash to Digest (the source's own hash), matched user
+// UserID at version UserVersion. Every user write bumps the user's version,
+// so while CurrentVersion == UserVersion (and the user is not deleted) the
+// user still holds what the entry had, and a sync that reads the same
+// digest need not read the user. A cache: a missing or stale fingerprint
+// only costs that read.
+type Fingerprint struct {
+	Key         string
+	UserID      string
+	Digest      string
+	UserVersion int64
+	// Filled by ListFingerprints: the user's version now (0 when there is
+	// no such user) and whether it is soft-deleted.
+	CurrentVersion int64
+	Deleted        bool
+}
+
+// Fresh reports whether the fingerprint still describes its user.
+func (f Fingerprint) Fresh() bool {
+	return !f.Deleted && f.UserVersion > 0 && f.CurrentVersion == f.UserVersion
 }
 
 // UserRange is an inclusive range of user ids, From <= To.
@@ -171,6 +197,9 @@ type Tx interface {
 	UpdateRun(ctx context.Context, r *directory.Run) error            // status, counts, error, plan
 	AddRunItems(ctx context.Context, items []directory.RunItem) error // not audited: the report itself
 	SetCursor(ctx context.Context, source, value string) error
+	// PutFingerprints creates or replaces a sync source's fingerprints (by
+	// key). Fingerprints are a cache, not domain state: no audit event.
+	PutFingerprints(ctx context.Context, source string, fps []Fingerprint) error
 
 	// Record writes a free-form audit event (logins, decisions, approvals).
 	Record(ctx context.Context, action, objectType, objectID string, before, after any) error

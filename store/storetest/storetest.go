@@ -75,6 +75,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ReverseGroupEdgesAtOnce", testReverseGroupEdgesAtOnce},
 		{"UpsertUsers", testUpsertUsers},
 		{"Links", testLinks},
+		{"Fingerprints", testFingerprints}, // fingerprints.go
 		{"UserFilters", testUserFilters},
 		{"UserPaging", testUserPaging},
 		{"SearchUsers", testSearchUsers}, // admin.go

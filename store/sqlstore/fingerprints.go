@@ -1,0 +1,70 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// Sync fingerprints (migration 0060): a sync source's cache of its
+// comparisons, so that a full sync of an unchanged directory reads its
+// links and fingerprints instead of every user (ldapsync). Not audited: a
+// fingerprint is no domain fact, and a wrong one cannot hide a change,
+// because it only counts while its user is at the version it names.
+
+// ListFingerprints pages a source's fingerprints by key, each with its
+// user's current version (0 when there is no such user) and deletion.
+func (r *reader) ListFingerprints(ctx context.Context, source, after string, limit int) ([]store.Fingerprint, error) {
+	const op = "list fingerprints"
+	rows, err := r.c.Query(ctx, `SELECT f.link_key, f.user_id, f.digest, f.user_version, u.version, u.deleted_at IS NOT NULL
+FROM sync_fingerprints f LEFT JOIN users u ON u.id = f.user_id
+WHERE f.source = ? AND f.link_key > ? ORDER BY f.link_key LIMIT ?`, source, after, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+	}
+	defer rows.Close()
+	out := make([]store.Fingerprint, 0, min(max(limit, 0), bulkCap))
+	for rows.Next() {
+		out = append(out, store.Fingerprint{})
+		f := &out[len(out)-1]
+		var cur *int64
+		var deleted *bool
+		if err := rows.Scan(&f.Key, &f.UserID, &f.Digest, &f.UserVersion, &cur, &deleted); err != nil {
+			return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+		}
+		if cur != nil {
+			f.CurrentVersion = *cur
+		}
+		f.Deleted = deleted != nil && *deleted
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+	}
+	return out, nil
+}
+
+// PutFingerprints creates or replaces fingerprints by key.
+func (t *txn) PutFingerprints(ctx context.Context, source string, fps []store.Fingerprint) error {
+	const op = "put fingerprints"
+	if source == "" {
+		return fmt.Errorf("store: %s: source is required", op)
+	}
+	rows := make([][]any, len(fps))
+	seen := make(map[string]bool, len(fps))
+	for i, f := range fps {
+		if f.Key == "" || f.UserID == "" || f.Digest == "" || f.UserVersion <= 0 {
+			return fmt.Errorf("store: %s of %s: fingerprint %d (key %q): key, user id, digest and a user version are required", op, source, i, f.Key)
+		}
+		if seen[f.Key] {
+			return fmt.Errorf("store: %s of %s: key %q given twice", op, source, f.Key)
+		}
+		seen[f.Key] = true
+		rows[i] = []any{source, f.Key, f.UserID, f.Digest, f.UserVersion}
+	}
+	if err := t.bulkInsert(ctx, "sync_fingerprints", []string{"source", "link_key", "user_id", "digest", "user_version"}, rows,
+		` ON CONFLICT (source, link_key) DO UPDATE SET user_id = excluded.user_id, digest = excluded.digest, user_version = excluded.user_version`); err != nil {
+		return fmt.Errorf("store: %s of %s: %w", op, source, t.s.mapErr(err))
+	}
+	return nil
+}
