@@ -28,6 +28,7 @@ type Reader interface {
 	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
 	ListGroupChildren(ctx context.Context, groupID string) ([]string, error)
 	GetCursor(ctx context.Context, source string) (string, error)
+	ListFingerprints(ctx context.Context, source, after string, limit int) ([]store.Fingerprint, error)
 }
 
 // writer is the subset of store.Tx ldapsync writes with.
@@ -48,6 +49,7 @@ type writer interface {
 	UpdateRun(ctx context.Context, r *directory.Run) error
 	AddRunItems(ctx context.Context, items []directory.RunItem) error
 	SetCursor(ctx context.Context, source, value string) error
+	PutFingerprints(ctx context.Context, source string, fps []store.Fingerprint) error
 }
 
 var _ writer = store.Tx(nil)

@@ -2,7 +2,6 @@ package ldapsync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -36,15 +35,19 @@ type run struct {
 	keyless   int // entries read without a stable id
 
 	// prefetched store state (full runs; incremental runs query instead)
-	fetched    bool
-	links      map[string]*linkInfo // link key → link
-	linkedUser map[string]string    // user id → key of its live link from this source
-	users      map[string]*userInfo // user id → managed-field digest
-	byEmail    map[string]string    // lower e-mail → user id
-	byName     map[string]string    // lower userName → user id
-	seen       map[string]bool      // keys seen in this run
-	pending    map[string]string    // "attr\x00lower value" → key of a user created in this run
-	creates    []pendingCreate      // new users of the current batch
+	fetched      bool
+	links        map[string]*linkInfo // link key → link
+	linkedUser   map[string]string    // user id → key of its live link from this source
+	users        map[string]*userInfo // user id → managed-field digest (bulk read: many stale fingerprints)
+	namesLoaded  bool
+	pointLookups int                 // e-mail and userName look-ups by query (namesLoaded false)                 // byEmail and byName hold the store's users (loadUsers)
+	fps          []store.Fingerprint // fingerprints for the current batch's commit
+	fpSalt       []byte              // the source's mapping, hashed into each fingerprint
+	byEmail      map[string]string   // lower e-mail → user id
+	byName       map[string]string   // lower userName → user id
+	seen         map[string]bool     // keys seen in this run
+	pending      map[string]string   // "attr\x00lower value" → key of a user created in this run
+	creates      []pendingCreate     // new users of the current batch
 	// waitPrefetch waits for a prefetch running beside the first LDAP read.
 	waitPrefetch func() error
 
@@ -57,136 +60,8 @@ type run struct {
 	groupNames map[string]string          // lower displayName → key
 }
 
-type linkInfo struct {
-	userID, dn string
-	gone       bool
-}
-
-type userInfo struct {
-	d       digest
-	deleted bool
-}
-
 // op is one planned write.
 type op func(ctx context.Context, w writer) error
-
-func (r *run) prefetch(ctx context.Context) error {
-	if r.fetched {
-		return nil
-	}
-	r.links, r.linkedUser = map[string]*linkInfo{}, map[string]string{}
-	r.users, r.byEmail, r.byName = map[string]*userInfo{}, map[string]string{}, map[string]string{}
-	r.liveLinks = 0
-	after := ""
-	for {
-		ls, err := r.s.st.ListLinks(ctx, r.s.source, after, 5000)
-		if err != nil {
-			return fmt.Errorf("ldapsync: list links: %w", err)
-		}
-		for _, l := range ls {
-			r.links[l.Key] = &linkInfo{userID: l.UserID, dn: l.DN, gone: l.GoneAt != nil}
-			if l.GoneAt == nil {
-				r.linkedUser[l.UserID] = l.Key
-				r.liveLinks++
-			}
-			after = l.Key
-		}
-		if len(ls) < 5000 {
-			break
-		}
-	}
-	q := store.UserQuery{SortBy: "id", Limit: 5000, IncludeDeleted: true}
-	for {
-		p, err := r.s.st.ListUsers(ctx, q)
-		if err != nil {
-			return fmt.Errorf("ldapsync: list users: %w", err)
-		}
-		for _, u := range p.Items {
-			r.users[u.ID] = &userInfo{d: r.m.fieldsOf(u).digest(), deleted: u.DeletedAt != nil}
-			if u.DeletedAt == nil {
-				if u.Email != "" {
-					r.byEmail[lower(u.Email)] = u.ID
-				}
-				r.byName[lower(u.UserName)] = u.ID
-			}
-		}
-		if len(p.Items) < q.Limit {
-			break
-		}
-		q.Filter = store.Cmp{Field: "id", Op: store.OpGt, Value: p.Items[len(p.Items)-1].ID}
-	}
-	r.fetched = true
-	return nil
-}
-
-// lookups: from the prefetch when there is one, else from the store.
-
-func (r *run) linkFor(ctx context.Context, key string) (*linkInfo, error) {
-	if r.fetched {
-		return r.links[key], nil
-	}
-	u, err := r.s.st.FindUserByLink(ctx, r.s.source, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ldapsync: find link %q: %w", key, err)
-	}
-	ls, err := r.s.st.ListUserLinks(ctx, u.ID)
-	if err != nil {
-		return nil, fmt.Errorf("ldapsync: list links of %s: %w", u.ID, err)
-	}
-	for _, l := range ls {
-		if l.Source == r.s.source && l.Key == key {
-			return &linkInfo{userID: u.ID, dn: l.DN, gone: l.GoneAt != nil}, nil
-		}
-	}
-	return &linkInfo{userID: u.ID}, nil
-}
-
-func (r *run) userIDBy(ctx context.Context, attr, v string) (string, error) {
-	if v == "" {
-		return "", nil
-	}
-	if key, ok := r.pending[attr+"\x00"+lower(v)]; ok {
-		return "new:" + key, nil
-	}
-	if r.fetched {
-		if attr == "email" {
-			return r.byEmail[lower(v)], nil
-		}
-		return r.byName[lower(v)], nil
-	}
-	get := r.s.st.GetUserByUserName
-	if attr == "email" {
-		get = r.s.st.GetUserByEmail
-	}
-	u, err := get(ctx, v)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("ldapsync: find user by %s: %w", attr, err)
-	}
-	return u.ID, nil
-}
-
-// liveKeyOf returns the key of the user's live link from this source.
-func (r *run) liveKeyOf(ctx context.Context, userID string) (string, error) {
-	if r.fetched {
-		return r.linkedUser[userID], nil
-	}
-	ls, err := r.s.st.ListUserLinks(ctx, userID)
-	if err != nil {
-		return "", fmt.Errorf("ldapsync: list links of %s: %w", userID, err)
-	}
-	for _, l := range ls {
-		if l.Source == r.s.source && l.GoneAt == nil {
-			return l.Key, nil
-		}
-	}
-	return "", nil
-}
 
 // syncUsers pages through the users matching filter under every base DN
 // and writes creates and updates in batches (never removals).
@@ -273,11 +148,13 @@ func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
 // commit applies ops and records items in one transaction; a dry run only
 // collects the items.
 func (r *run) commit(ctx context.Context, ops []op, items []directory.RunItem) error {
+	fps := r.fps
+	r.fps = nil
 	if r.dry {
 		r.res.Items = append(r.res.Items, items...)
 		return nil
 	}
-	if len(ops) == 0 && len(items) == 0 {
+	if len(ops) == 0 && len(items) == 0 && len(fps) == 0 {
 		return nil
 	}
 	err := r.s.st.Update(ctx, r.meta, func(ctx context.Context, tx store.Tx) error {
@@ -285,6 +162,9 @@ func (r *run) commit(ctx context.Context, ops []op, items []directory.RunItem) e
 			if err := o(ctx, tx); err != nil {
 				return err
 			}
+		}
+		if err := r.putFingerprints(ctx, tx, fps); err != nil {
+			return err
 		}
 		if len(items) > 0 {
 			return tx.AddRunItems(ctx, items)
@@ -373,15 +253,10 @@ func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunIt
 		return r.planCreate(ctx, u)
 	}
 
-	// Existing user: compare managed fields.
+	// Existing user: compare managed fields (unless a fingerprint or the
+	// bulk read says they are the entry's already).
 	var changed []string
-	needRead := true
-	if r.fetched && link != nil {
-		if ui := r.users[userID]; ui != nil && !ui.deleted && ui.d == u.F.digest() {
-			needRead = false
-		}
-	}
-	if needRead {
+	if link == nil || link.userID != userID || !r.unchanged(u, link) {
 		cur, err := r.s.st.GetUser(ctx, userID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("ldapsync: read user %s: %w", userID, err)
@@ -400,6 +275,9 @@ func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunIt
 			}
 			r.res.Counts["failed"]++
 			return nil, []directory.RunItem{r.item("failed", "user", userID, fmt.Sprintf("entry %s: %s", u.DN, conflict))}, nil
+		}
+		if len(changed) == 0 {
+			r.queueFingerprint(u.Key, userID, r.fpDigest(u.F), cur.Version)
 		}
 	}
 	if link == nil || link.gone || link.dn != u.DN {
@@ -422,13 +300,12 @@ func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunIt
 			if err != nil {
 				return fmt.Errorf("ldapsync: read user %s: %w", userID, err)
 			}
-			if len(r.m.apply(&cur, f)) == 0 {
-				return nil
+			if len(r.m.apply(&cur, f)) > 0 {
+				if err := w.UpdateUser(ctx, &cur, 0); err != nil {
+					return fmt.Errorf("ldapsync: update user %s: %w", userID, err)
+				}
 			}
-			if err := w.UpdateUser(ctx, &cur, 0); err != nil {
-				return fmt.Errorf("ldapsync: update user %s: %w", userID, err)
-			}
-			return nil
+			return r.putFingerprints(ctx, w, []store.Fingerprint{r.fingerprint(u.Key, userID, f, cur.Version)})
 		})
 		reasons = append(reasons, "changed: "+strings.Join(changed, ", "))
 		r.trackFields(userID, u.F)
@@ -469,7 +346,6 @@ func (r *run) trackFields(id string, f fields) {
 	if !r.fetched {
 		return
 	}
-	r.users[id] = &userInfo{d: f.digest()}
 	if f.Email != "" {
 		r.byEmail[lower(f.Email)] = id
 	}
@@ -540,6 +416,13 @@ func (r *run) createOp(creates []pendingCreate) op {
 					return fmt.Errorf("ldapsync: link %s: %w", creates[i].e.DN, err)
 				}
 			}
+		}
+		fps := make([]store.Fingerprint, len(creates))
+		for i, c := range creates {
+			fps[i] = r.fingerprint(c.e.Key, c.u.ID, c.e.F, c.u.Version)
+		}
+		if err := r.putFingerprints(ctx, w, fps); err != nil {
+			return err
 		}
 		for _, c := range creates {
 			r.ids[c.idx] = c.u.ID

@@ -1,0 +1,149 @@
+package ldapsync
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/directory"
+	"github.com/dirsyncd/dirsyncd/internal/testenv"
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// readCounter counts the user reads a run makes.
+type readCounter struct {
+	testStore
+	getUser, listUsers atomic.Int64
+}
+
+func (c *readCounter) GetUser(ctx context.Context, id string) (directory.User, error) {
+	c.getUser.Add(1)
+	return c.testStore.GetUser(ctx, id)
+}
+
+func (c *readCounter) ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error) {
+	c.listUsers.Add(1)
+	return c.testStore.ListUsers(ctx, q)
+}
+
+func (c *readCounter) reset() { c.getUser.Store(0); c.listUsers.Store(0) }
+
+// TestFingerprintsSkipUnchangedUsers: a full sync of an unchanged directory
+// reads no user (its fingerprints say every user still holds its entry),
+// yet a change made in dirsyncd to a synced user, to any other field of
+// it, or its deletion is still seen, and a changed mapping never matches.
+func TestFingerprintsSkipUnchangedUsers(t *testing.T) {
+	ctx := context.Background()
+	rc := &readCounter{testStore: openSQLite(t)}
+	e := newEnv(t, testenv.SlapdOptions{}, rc)
+	first := e.mustRun(RunOptions{Full: true})
+	if first.Counts["created"] != 5 {
+		t.Fatalf("first full sync: %v", first.Counts)
+	}
+	fps := func() int {
+		t.Helper()
+		fs, err := rc.ListFingerprints(ctx, "ldap:corp", "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, f := range fs {
+			if f.Fresh() {
+				n++
+			}
+		}
+		return n
+	}
+	if n := fps(); n != 5 {
+		t.Fatalf("fresh fingerprints after the first sync = %d, want 5 (one per created user)", n)
+	}
+	full := func(wantGet, wantList int64, what string) *Result {
+		t.Helper()
+		rc.reset()
+		res := e.mustRun(RunOptions{Full: true})
+		if g, l := rc.getUser.Load(), rc.listUsers.Load(); g != wantGet || l != wantList {
+			t.Fatalf("%s: %d GetUser and %d ListUsers calls, want %d and %d", what, g, l, wantGet, wantList)
+		}
+		return res
+	}
+	res := full(0, 0, "unchanged directory")
+	if res.Counts["unchanged"] != 5 || e.domainEvents(res.RunID) != 0 {
+		t.Fatalf("unchanged directory: counts %v, %d domain events", res.Counts, e.domainEvents(res.RunID))
+	}
+
+	// Another actor changes a field the source manages: the user is read
+	// again and the entry's value restored.
+	alice := e.user("alice")
+	alice.Email = "alice@elsewhere.example"
+	alice.Emails = nil
+	other := audit.Meta{Actor: "scim:entra"}
+	if err := rc.Update(ctx, other, func(ctx context.Context, tx store.Tx) error { return tx.UpdateUser(ctx, &alice, 0) }); err != nil {
+		t.Fatal(err)
+	}
+	res = full(1, 0, "after a change in dirsyncd")
+	if got := e.user("alice").Email; got != "alice@firm.example" || res.Counts["updated"] != 1 {
+		t.Fatalf("alice's e-mail = %q, counts %v: the directory's value was not restored", got, res.Counts)
+	}
+	full(0, 0, "after the restore") // the update left a fresh fingerprint
+
+	// A field no source manages: read once, nothing written but the
+	// fingerprint, then skipped again.
+	alice = e.user("alice")
+	alice.ExternalID = "ext-1"
+	if err := rc.Update(ctx, other, func(ctx context.Context, tx store.Tx) error { return tx.UpdateUser(ctx, &alice, 0) }); err != nil {
+		t.Fatal(err)
+	}
+	res = full(1, 0, "after an unmanaged change")
+	if res.Counts["unchanged"] != 5 || e.domainEvents(res.RunID) != 0 || fps() != 5 {
+		t.Fatalf("unmanaged change: counts %v, %d domain events, %d fresh fingerprints", res.Counts, e.domainEvents(res.RunID), fps())
+	}
+	full(0, 0, "after the fingerprint was renewed")
+
+	// A changed mapping (here the display name from another attribute)
+	// matches no fingerprint: every user is compared again.
+	e.src.Attributes.DisplayName = "sn"
+	res = full(5, 0, "after a mapping change")
+	if res.Counts["updated"] != 5 {
+		t.Fatalf("mapping change: counts %v, want every user updated", res.Counts)
+	}
+	full(0, 0, "after the mapping change")
+
+	// A user deleted in dirsyncd is never taken for unchanged.
+	bob := e.user("bob")
+	if err := rc.Update(ctx, other, func(ctx context.Context, tx store.Tx) error { return tx.DeleteUser(ctx, bob.ID) }); err != nil {
+		t.Fatal(err)
+	}
+	res = full(1, 0, "after a deletion in dirsyncd")
+	if its := e.items(res.RunID, "failed"); len(its) != 1 || !strings.Contains(its[0].Reason, "is deleted in dirsyncd") {
+		t.Fatalf("deleted user: failed items %+v", its)
+	}
+
+	// Fingerprints lost (a cache): many stale ones make one bulk read of
+	// the users instead of one read per entry, and they are written again.
+	h, ok := rc.testStore.(interface {
+		TestingExecRaw(ctx context.Context, q string) error
+	})
+	if !ok {
+		t.Fatalf("store %T has no TestingExecRaw", rc.testStore)
+	}
+	if err := h.TestingExecRaw(ctx, `DELETE FROM sync_fingerprints`); err != nil {
+		t.Fatal(err)
+	}
+	saved := staleBulkRead
+	staleBulkRead = 0
+	rc.reset()
+	res, err := e.run(RunOptions{Full: true})
+	staleBulkRead = saved
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, l := rc.getUser.Load(), rc.listUsers.Load(); g != 1 || l == 0 {
+		t.Fatalf("lost fingerprints: %d GetUser (want 1: the deleted bob) and %d ListUsers calls (want a bulk read)", g, l)
+	}
+	if res.Counts["unchanged"] != 4 || e.domainEvents(res.RunID) != 0 || fps() != 4 {
+		t.Fatalf("lost fingerprints: counts %v, %d domain events, %d fresh fingerprints (want 4)", res.Counts, e.domainEvents(res.RunID), fps())
+	}
+	full(1, 0, "after the fingerprints were rebuilt") // bob stays deleted: read each time
+}

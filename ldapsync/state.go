@@ -1,0 +1,304 @@
+package ldapsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/dirsyncd/dirsyncd/store"
+)
+
+// The store's state as a run sees it: prefetched for full runs (links,
+// fingerprints, and only when needed the users), queried one at a time for
+// incremental runs.
+//
+// Fingerprints (store.Fingerprint) make a full sync of an unchanged
+// directory cheap: after each comparison the run records "entry K, whose
+// mapped fields hash to D, matched user U at version V". The next full run
+// reads the links and fingerprints (one small query per 5,000) and, for an
+// entry that still hashes to D while its user is still at version V, knows
+// without reading the user that nothing changed: every user write bumps
+// the version, whoever makes it (SCIM, an admin, another source). Any other
+// entry is compared with the stored user as before. When many fingerprints
+// are missing or stale (the first full sync after an upgrade, a mass change
+// made elsewhere), the users are read in bulk instead of one by one
+// (staleBulkRead). The e-mail and userName lookups that correlation needs
+// are read on the first entry that needs them (loadUsers), which an
+// unchanged directory never has.
+
+type linkInfo struct {
+	userID, dn string
+	gone       bool
+	fp         digest // the fingerprint's digest, when fresh
+	fresh      bool   // a fresh fingerprint of this link's user
+}
+
+type userInfo struct {
+	d       digest
+	version int64
+	deleted bool
+}
+
+// staleBulkRead: more live links than this (and than a tenth of them)
+// without a fresh fingerprint make the prefetch read every user (one bulk
+// read) rather than one user per entry.
+var staleBulkRead = 1000 // a variable for tests
+
+// pointLookupMax: after this many e-mail or userName look-ups by query (a
+// run with many new or renamed users) the run reads every user instead.
+const pointLookupMax = 500
+
+func (r *run) prefetch(ctx context.Context) error {
+	if r.fetched {
+		return nil
+	}
+	r.links, r.linkedUser = map[string]*linkInfo{}, map[string]string{}
+	r.byEmail, r.byName = map[string]string{}, map[string]string{}
+	r.users, r.namesLoaded = nil, false
+	r.liveLinks = 0
+	after := ""
+	for {
+		ls, err := r.s.st.ListLinks(ctx, r.s.source, after, 5000)
+		if err != nil {
+			return fmt.Errorf("ldapsync: list links: %w", err)
+		}
+		for _, l := range ls {
+			r.links[l.Key] = &linkInfo{userID: l.UserID, dn: l.DN, gone: l.GoneAt != nil}
+			if l.GoneAt == nil {
+				r.linkedUser[l.UserID] = l.Key
+				r.liveLinks++
+			}
+			after = l.Key
+		}
+		if len(ls) < 5000 {
+			break
+		}
+	}
+	fresh := 0
+	after = ""
+	for {
+		fs, err := r.s.st.ListFingerprints(ctx, r.s.source, after, 5000)
+		if err != nil {
+			return fmt.Errorf("ldapsync: list fingerprints: %w", err)
+		}
+		for _, f := range fs {
+			after = f.Key
+			l := r.links[f.Key]
+			if l == nil || l.gone || l.userID != f.UserID || !f.Fresh() {
+				continue
+			}
+			d, ok := parseDigest(f.Digest)
+			if !ok {
+				continue
+			}
+			l.fp, l.fresh = d, true
+			fresh++
+		}
+		if len(fs) < 5000 {
+			break
+		}
+	}
+	if stale := r.liveLinks - fresh; stale > staleBulkRead && stale > r.liveLinks/10 {
+		if err := r.loadUsers(ctx, true); err != nil {
+			return err
+		}
+	}
+	r.fetched = true
+	return nil
+}
+
+// loadUsers reads every user for the e-mail and userName lookups and, with
+// digests, each user's managed-field digest and version.
+func (r *run) loadUsers(ctx context.Context, digests bool) error {
+	if digests {
+		r.users = map[string]*userInfo{}
+	}
+	q := store.UserQuery{SortBy: "id", Limit: 5000, IncludeDeleted: true}
+	for {
+		p, err := r.s.st.ListUsers(ctx, q)
+		if err != nil {
+			return fmt.Errorf("ldapsync: list users: %w", err)
+		}
+		for _, u := range p.Items {
+			if digests {
+				r.users[u.ID] = &userInfo{d: r.m.fieldsOf(u).digest(), version: u.Version, deleted: u.DeletedAt != nil}
+			}
+			if u.DeletedAt != nil {
+				continue
+			}
+			// What this run already wrote (trackFields) is newer.
+			if e := lower(u.Email); e != "" {
+				if _, ok := r.byEmail[e]; !ok {
+					r.byEmail[e] = u.ID
+				}
+			}
+			if _, ok := r.byName[lower(u.UserName)]; !ok {
+				r.byName[lower(u.UserName)] = u.ID
+			}
+		}
+		if len(p.Items) < q.Limit {
+			break
+		}
+		q.Filter = store.Cmp{Field: "id", Op: store.OpGt, Value: p.Items[len(p.Items)-1].ID}
+	}
+	r.namesLoaded = true
+	return nil
+}
+
+// unchanged reports, without reading the user, that entry u's linked user
+// already holds what u has; a digest that matched the bulk-read user is
+// queued as a fingerprint.
+func (r *run) unchanged(u ldapUser, link *linkInfo) bool {
+	if !r.fetched || link == nil || link.gone {
+		return false
+	}
+	d := r.fpDigest(u.F)
+	if link.fresh && link.fp == d {
+		return true
+	}
+	if ui := r.users[link.userID]; ui != nil && !ui.deleted && ui.d == u.F.digest() {
+		r.queueFingerprint(u.Key, link.userID, d, ui.version)
+		return true
+	}
+	return false
+}
+
+// fpDigest is the digest a fingerprint stores: the entry's mapped fields
+// under this source's mapping (dialect and attribute map), so that a
+// changed mapping never matches an old fingerprint.
+func (r *run) fpDigest(f fields) digest {
+	if r.fpSalt == nil {
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\x00%+v\x00", r.s.src.Dialect, r.s.src.Attributes)
+		r.fpSalt = h.Sum(nil)
+	}
+	d := f.digest()
+	h := sha256.New()
+	h.Write(r.fpSalt)
+	h.Write(d[:])
+	var out digest
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// queueFingerprint records, for the current batch's commit, that entry key
+// matched user id at version v.
+func (r *run) queueFingerprint(key, userID string, d digest, v int64) {
+	if r.dry || v <= 0 {
+		return
+	}
+	r.fps = append(r.fps, store.Fingerprint{Key: key, UserID: userID, Digest: hex.EncodeToString(d[:]), UserVersion: v})
+}
+
+// fingerprint is the record that entry key, with fields f, matched user
+// userID at version v.
+func (r *run) fingerprint(key, userID string, f fields, v int64) store.Fingerprint {
+	d := r.fpDigest(f)
+	return store.Fingerprint{Key: key, UserID: userID, Digest: hex.EncodeToString(d[:]), UserVersion: v}
+}
+
+// putFingerprints writes fingerprints in the caller's transaction (with a
+// writer that cannot, nothing: they are a cache).
+func (r *run) putFingerprints(ctx context.Context, w writer, fps []store.Fingerprint) error {
+	if len(fps) == 0 {
+		return nil
+	}
+	if err := w.PutFingerprints(ctx, r.s.source, fps); err != nil {
+		return fmt.Errorf("ldapsync: record %d fingerprints: %w", len(fps), err)
+	}
+	return nil
+}
+
+func parseDigest(s string) (digest, bool) {
+	var d digest
+	if hex.DecodedLen(len(s)) != len(d) {
+		return d, false
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return d, false
+	}
+	return d, true
+}
+
+// lookups: from the prefetch when there is one, else from the store.
+
+func (r *run) linkFor(ctx context.Context, key string) (*linkInfo, error) {
+	if r.fetched {
+		return r.links[key], nil
+	}
+	u, err := r.s.st.FindUserByLink(ctx, r.s.source, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ldapsync: find link %q: %w", key, err)
+	}
+	ls, err := r.s.st.ListUserLinks(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("ldapsync: list links of %s: %w", u.ID, err)
+	}
+	for _, l := range ls {
+		if l.Source == r.s.source && l.Key == key {
+			return &linkInfo{userID: u.ID, dn: l.DN, gone: l.GoneAt != nil}, nil
+		}
+	}
+	return &linkInfo{userID: u.ID}, nil
+}
+
+func (r *run) userIDBy(ctx context.Context, attr, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if key, ok := r.pending[attr+"\x00"+lower(v)]; ok {
+		return "new:" + key, nil
+	}
+	if r.fetched {
+		m := r.byName
+		if attr == "email" {
+			m = r.byEmail
+		}
+		// What this run wrote comes first; then the bulk read, or (until
+		// pointLookupMax of them) a query per value.
+		if id, ok := m[lower(v)]; ok || r.namesLoaded {
+			return id, nil
+		}
+		if r.pointLookups >= pointLookupMax {
+			if err := r.loadUsers(ctx, false); err != nil {
+				return "", err
+			}
+			return m[lower(v)], nil
+		}
+		r.pointLookups++
+	}
+	get := r.s.st.GetUserByUserName
+	if attr == "email" {
+		get = r.s.st.GetUserByEmail
+	}
+	u, err := get(ctx, v)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ldapsync: find user by %s: %w", attr, err)
+	}
+	return u.ID, nil
+}
+
+// liveKeyOf returns the key of the user's live link from this source.
+func (r *run) liveKeyOf(ctx context.Context, userID string) (string, error) {
+	if r.fetched {
+		return r.linkedUser[userID], nil
+	}
+	ls, err := r.s.st.ListUserLinks(ctx, userID)
+	if err != nil {
+		return "", fmt.Errorf("ldapsync: list links of %s: %w", userID, err)
+	}
+	for _, l := range ls {
+		if l.Source == r.s.source && l.GoneAt == nil {
+			return l.Key, nil
+		}
+	}
+	return "", nil
+}
