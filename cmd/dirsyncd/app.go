@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -157,6 +159,7 @@ func buildLogger(c *config.Config, w io.Writer) (*zap.Logger, error) {
 // open opens the configured store once (PostgreSQL: retrying the first
 // connection for store.connectTimeout) and applies migrations. Commands
 // call it lazily, so `version` and `check-config` never touch a database.
+// Dry runs use openExisting instead, which never migrates.
 func (a *App) open(ctx context.Context) (store.Store, error) {
 	if a.Store != nil {
 		return a.Store, nil
@@ -180,6 +183,56 @@ func (a *App) open(ctx context.Context) (store.Store, error) {
 	if err := st.Migrate(ctx); err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("dirsyncd: migrate %s store: %w", c.Driver, err)
+	}
+	a.Store = st
+	a.OnClose(st.Close)
+	return st, nil
+}
+
+// migrationChecker is what openExisting needs of a store besides
+// store.Store: the migrations the database lacks, read without writing
+// (sqlstore.Store has it).
+type migrationChecker interface {
+	PendingMigrations(ctx context.Context) ([]string, error)
+}
+
+// openExisting is open for dry runs, which write nothing, not even
+// migrations: it opens the configured store without migrating it and
+// refuses one that is not fully migrated. It never creates the SQLite file
+// or its directory.
+func (a *App) openExisting(ctx context.Context) (store.Store, error) {
+	if a.Store != nil {
+		return a.Store, nil
+	}
+	if a.Config == nil {
+		return nil, errors.New("dirsyncd: configuration not loaded")
+	}
+	c := a.Config.Store
+	if c.Driver == "sqlite" && c.Path != ":memory:" {
+		if _, err := os.Stat(c.Path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("dirsyncd: sqlite store %s does not exist: run `dirsyncd migrate` first (a dry run writes nothing, not even the database)", c.Path)
+		} else if err != nil {
+			return nil, fmt.Errorf("dirsyncd: sqlite store: %w", err)
+		}
+	}
+	st, err := openStore(ctx, c, a.Logger, a.Now)
+	if err != nil {
+		return nil, err
+	}
+	mc, ok := st.(migrationChecker)
+	if !ok {
+		_ = st.Close()
+		return nil, fmt.Errorf("dirsyncd: the %s store cannot report pending migrations", c.Driver)
+	}
+	pending, err := mc.PendingMigrations(ctx)
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("dirsyncd: check %s store migrations: %w", c.Driver, err)
+	}
+	if len(pending) > 0 {
+		_ = st.Close()
+		return nil, fmt.Errorf("dirsyncd: the %s store lacks %d migration(s) (%s): run `dirsyncd migrate` first (a dry run writes nothing, not even migrations)",
+			c.Driver, len(pending), strings.Join(pending, ", "))
 	}
 	a.Store = st
 	a.OnClose(st.Close)

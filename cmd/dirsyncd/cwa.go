@@ -199,7 +199,11 @@ before anything is disabled. --dry-run prints the plan and writes nothing.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			if _, err := app.open(ctx); err != nil {
+			open := app.open
+			if dry {
+				open = app.openExisting // a dry run writes nothing, not even migrations
+			}
+			if _, err := open(ctx); err != nil {
 				return err
 			}
 			if dry {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,6 +21,9 @@ const cwaDemo = `cwa:
 
 func TestSyncCWACommand(t *testing.T) {
 	cfg, db := writeConfig(t, cwaDemo)
+	if r := run(t, "migrate", "--config", cfg); r.code != 0 { // a dry run needs a migrated store
+		t.Fatalf("migrate: %+v", r)
+	}
 
 	// Dry run: the plan, nothing written.
 	r := run(t, "sync", "cwa", "--dry-run", "--config", cfg)
@@ -68,6 +72,61 @@ func TestSyncCWACommand(t *testing.T) {
 	r = run(t, "sync", "--help")
 	if !strings.Contains(r.stdout, "cwa") || !strings.Contains(r.stdout, "ldap") {
 		t.Errorf("sync --help lists:\n%s", r.stdout)
+	}
+}
+
+// TestDryRunNeedsMigratedSQLite: a dry run writes nothing, not even
+// migrations: on a SQLite path that does not exist it fails (exit 1, naming
+// the path and `dirsyncd migrate`) and creates neither the file nor its
+// directory; on an existing but unmigrated file it fails listing the
+// pending migrations and leaves them pending; after `migrate` it runs.
+func TestDryRunNeedsMigratedSQLite(t *testing.T) {
+	cfg, db := writeConfig(t, cwaDemo)
+	for _, args := range [][]string{{"sync", "cwa", "--dry-run"}, {"reconcile", "--dry-run"}} {
+		r := run(t, append(args, "--config", cfg)...)
+		if r.code != exitFailure || !strings.Contains(r.stderr, db) || !strings.Contains(r.stderr, "does not exist") ||
+			!strings.Contains(r.stderr, "run `dirsyncd migrate` first") {
+			t.Fatalf("%v on a missing store: %+v", args, r)
+		}
+		if _, err := os.Stat(filepath.Dir(db)); !os.IsNotExist(err) {
+			t.Fatalf("%v created the store directory %s (stat: %v)", args, filepath.Dir(db), err)
+		}
+	}
+
+	// An existing file without the schema (opened, never migrated).
+	if err := os.MkdirAll(filepath.Dir(db), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	pending := func() []string {
+		t.Helper()
+		st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		p, err := st.PendingMigrations(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	all := pending() // creates the empty file
+	if len(all) == 0 {
+		t.Fatal("a new file has no pending migrations")
+	}
+	r := run(t, "sync", "cwa", "--dry-run", "--config", cfg)
+	if r.code != exitFailure || !strings.Contains(r.stderr, strings.Join(all, ", ")) || !strings.Contains(r.stderr, "run `dirsyncd migrate` first") {
+		t.Fatalf("dry run on an unmigrated store: %+v", r)
+	}
+	if p := pending(); !slices.Equal(p, all) {
+		t.Fatalf("after the refused dry run: pending %v, want still %v", p, all)
+	}
+
+	if r := run(t, "migrate", "--config", cfg); r.code != 0 {
+		t.Fatalf("migrate: %+v", r)
+	}
+	if r := run(t, "sync", "cwa", "--dry-run", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "dry run (nothing written)") {
+		t.Fatalf("dry run after migrate: %+v", r)
 	}
 }
 

@@ -99,7 +99,11 @@ plan of changes and writes nothing.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			st, err := app.open(ctx)
+			open := app.open
+			if dryRn {
+				open = app.openExisting // a dry run writes nothing, not even migrations
+			}
+			st, err := open(ctx)
 			if err != nil {
 				return err
 			}

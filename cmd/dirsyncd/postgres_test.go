@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dirsyncd/dirsyncd/internal/testenv"
+	"github.com/dirsyncd/dirsyncd/store/postgres"
 )
 
 func writePGConfig(t *testing.T, connectTimeout string) string {
@@ -36,6 +39,35 @@ func TestPostgresRunAndVerify(t *testing.T) {
 	// A userName that is no UUID must not trip the uuid column.
 	if r := run(t, "audit", "list", "--config", cfg, "--user", "alice@example.org", "--json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("audit list --user: %+v", r)
+	}
+}
+
+// TestPostgresDryRunUnmigrated: a dry run on an unmigrated database fails
+// (exit 1, listing the pending migrations) and leaves it as it was: no
+// schema_migrations table; after `migrate` the dry run works.
+func TestPostgresDryRunUnmigrated(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	t.Setenv("DIRSYNCD_TEST_CMD_PG_DSN", dsn)
+	cfg := writePGConfig(t, "10s")
+	r := run(t, "reconcile", "--dry-run", "--config", cfg)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "postgres store lacks") || !strings.Contains(r.stderr, "0001_") ||
+		!strings.Contains(r.stderr, "run `dirsyncd migrate` first") {
+		t.Fatalf("dry run on an unmigrated database: %+v", r)
+	}
+	st, err := postgres.Open(context.Background(), dsn, postgres.Options{ConnectTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.TestingExecRaw(context.Background(), "SELECT count(*) FROM schema_migrations")
+	_ = st.Close()
+	if err == nil || !strings.Contains(err.Error(), "schema_migrations") {
+		t.Fatalf("the dry run created schema_migrations (select: %v)", err)
+	}
+	if r := run(t, "migrate", "--config", cfg); r.code != 0 {
+		t.Fatalf("migrate: %+v", r)
+	}
+	if r := run(t, "reconcile", "--dry-run", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "dry run: nothing written") {
+		t.Fatalf("dry run after migrate: %+v", r)
 	}
 }
 

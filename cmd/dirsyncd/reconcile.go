@@ -284,7 +284,11 @@ nothing.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			if _, err := app.open(ctx); err != nil {
+			open := app.open
+			if dryRun {
+				open = app.openExisting // a dry run writes nothing, not even migrations
+			}
+			if _, err := open(ctx); err != nil {
 				return err
 			}
 			r, err := app.reconciler()

@@ -84,35 +84,12 @@ func (s *Store) Migrate(ctx context.Context) error {
 	applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("store: migrate: create schema_migrations: %w", err)
 	}
-	applied := map[int][2]string{}
-	rows, err := c.Query(ctx, `SELECT version, name, checksum FROM schema_migrations`)
+	applied, err := readApplied(ctx, c)
 	if err != nil {
-		return fmt.Errorf("store: migrate: read applied: %w", err)
+		return fmt.Errorf("store: migrate: %w", err)
 	}
-	for rows.Next() {
-		var v int
-		var name, sum string
-		if err := rows.Scan(&v, &name, &sum); err != nil {
-			rows.Close()
-			return fmt.Errorf("store: migrate: read applied: %w", err)
-		}
-		applied[v] = [2]string{name, sum}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: migrate: read applied: %w", err)
-	}
-	known := map[int]bool{}
-	for _, m := range ms {
-		known[m.Version] = true
-		if a, ok := applied[m.Version]; ok && a[1] != m.Checksum {
-			return fmt.Errorf("store: migrate: applied migration %s was edited (checksum %.12s, file now %.12s); an applied migration must never change — add a new one", a[0], a[1], m.Checksum)
-		}
-	}
-	for v, a := range applied {
-		if !known[v] {
-			return fmt.Errorf("store: migrate: database has migration %s that this binary does not know (database newer than binary?)", a[0])
-		}
+	if err := checkApplied(ms, applied); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
 	}
 	for _, m := range ms {
 		if _, ok := applied[m.Version]; ok {
@@ -129,6 +106,92 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("store: migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// PendingMigrations returns the names of the embedded migrations not
+// applied yet, in version order (all of them when the database has no
+// schema_migrations table). It only reads: it creates no table and takes
+// no lock, so a dry run can refuse an unmigrated database without
+// migrating it. Like Migrate it fails when an applied migration's file
+// changed or disappeared.
+func (s *Store) PendingMigrations(ctx context.Context) ([]string, error) {
+	ms, err := LoadMigrations(s.migrations)
+	if err != nil {
+		return nil, err
+	}
+	var exists string
+	switch s.d.Name {
+	case "sqlite":
+		exists = `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`
+	case "postgres":
+		// to_regclass resolves the name on the search_path, as Migrate's
+		// CREATE TABLE does; NULL when there is no such table.
+		exists = `SELECT count(*) FROM (SELECT to_regclass('schema_migrations') AS t) r WHERE r.t IS NOT NULL`
+	default:
+		return nil, fmt.Errorf("store: pending migrations: unknown dialect %q", s.d.Name)
+	}
+	c := dconn{c: s.db, d: s.d}
+	var n int
+	if err := c.QueryRow(ctx, exists).Scan(&n); err != nil {
+		return nil, fmt.Errorf("store: pending migrations: look for schema_migrations: %w", err)
+	}
+	applied := map[int][2]string{}
+	if n > 0 {
+		if applied, err = readApplied(ctx, c); err != nil {
+			return nil, fmt.Errorf("store: pending migrations: %w", err)
+		}
+	}
+	if err := checkApplied(ms, applied); err != nil {
+		return nil, fmt.Errorf("store: pending migrations: %w", err)
+	}
+	var out []string
+	for _, m := range ms {
+		if _, ok := applied[m.Version]; !ok {
+			out = append(out, m.Name)
+		}
+	}
+	return out, nil
+}
+
+// readApplied reads schema_migrations: version → {name, checksum}.
+func readApplied(ctx context.Context, c Conn) (map[int][2]string, error) {
+	applied := map[int][2]string{}
+	rows, err := c.Query(ctx, `SELECT version, name, checksum FROM schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("read applied: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v int
+		var name, sum string
+		if err := rows.Scan(&v, &name, &sum); err != nil {
+			return nil, fmt.Errorf("read applied: %w", err)
+		}
+		applied[v] = [2]string{name, sum}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read applied: %w", err)
+	}
+	return applied, nil
+}
+
+// checkApplied refuses applied migrations (from readApplied) that ms does
+// not account for: an applied file that was edited since, or one this
+// binary does not have. Migrate and PendingMigrations share it.
+func checkApplied(ms []Migration, applied map[int][2]string) error {
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.Version] = true
+		if a, ok := applied[m.Version]; ok && a[1] != m.Checksum {
+			return fmt.Errorf("applied migration %s was edited (checksum %.12s, file now %.12s); an applied migration must never change — add a new one", a[0], a[1], m.Checksum)
+		}
+	}
+	for v, a := range applied {
+		if !known[v] {
+			return fmt.Errorf("database has migration %s that this binary does not know (database newer than binary?)", a[0])
+		}
 	}
 	return nil
 }

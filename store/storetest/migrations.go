@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -82,6 +83,57 @@ func RunMigrations(t *testing.T, base fs.FS, newDB func(t *testing.T) func(migs 
 			t.Fatalf("unknown applied migration: err = %v", err)
 		}
 	})
+	t.Run("PendingMigrations", func(t *testing.T) {
+		open := newDB(t)
+		entries, err := fs.ReadDir(base, ".") // sorted by name: NNNN_ is version order
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, e := range entries {
+			all = append(all, e.Name())
+		}
+		s := open(with(nil))
+		got, err := pending(t, s).PendingMigrations(ctx)
+		if err != nil || !slices.Equal(got, all) {
+			t.Fatalf("fresh database: pending = %v, %v; want every migration %v", got, err, all)
+		}
+		// It only read: no schema_migrations, nothing of 0001.
+		if err := s.(Hooks).TestingExecRaw(ctx, "SELECT count(*) FROM schema_migrations"); err == nil ||
+			!strings.Contains(strings.ToLower(err.Error()), "schema_migrations") {
+			t.Fatalf("PendingMigrations created schema_migrations: %v", err)
+		}
+		if err := s.(Hooks).TestingExecRaw(ctx, "INSERT INTO cursors (source, value, updated_at) VALUES ('a', 'b', NULL)"); err == nil ||
+			!strings.Contains(strings.ToLower(err.Error()), "cursors") {
+			t.Fatalf("PendingMigrations applied a migration: %v", err)
+		}
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := pending(t, s).PendingMigrations(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("after Migrate: pending = %v, %v; want none", got, err)
+		}
+		// A later binary with one more file: just that one.
+		later := open(with(map[string]string{"9013_later.sql": "CREATE TABLE later (id INTEGER);"}))
+		if got, err := pending(t, later).PendingMigrations(ctx); err != nil || !slices.Equal(got, []string{"9013_later.sql"}) {
+			t.Fatalf("one new file: pending = %v, %v", got, err)
+		}
+	})
+	t.Run("PendingMigrationsRefusesWhatMigrateRefuses", func(t *testing.T) {
+		open := newDB(t)
+		if err := open(with(map[string]string{"9011_x.sql": "CREATE TABLE x (id INTEGER);"})).Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		edited := open(with(map[string]string{"9011_x.sql": "CREATE TABLE x (id INTEGER, y INTEGER);"}))
+		_, err := pending(t, edited).PendingMigrations(ctx)
+		if err == nil || !strings.Contains(err.Error(), "9011_x.sql") || !strings.Contains(err.Error(), "edited") {
+			t.Fatalf("edited migration: err = %v", err)
+		}
+		_, err = pending(t, open(with(nil))).PendingMigrations(ctx)
+		if err == nil || !strings.Contains(err.Error(), "9011_x.sql") || !strings.Contains(err.Error(), "does not know") {
+			t.Fatalf("unknown applied migration: err = %v", err)
+		}
+	})
 	t.Run("FailedMigrationAppliesNothing", func(t *testing.T) {
 		open := newDB(t)
 		s := open(with(map[string]string{"9012_bad.sql": "CREATE TABLE ok_table (id INTEGER); THIS IS NOT SQL;"}))
@@ -121,4 +173,19 @@ func RunMigrations(t *testing.T, base fs.FS, newDB func(t *testing.T) func(migs 
 			t.Fatalf("store unusable after concurrent migrate: %v", err)
 		}
 	})
+}
+
+// pendingLister is the read-only migration check a backend offers for dry
+// runs (sqlstore.Store.PendingMigrations).
+type pendingLister interface {
+	PendingMigrations(ctx context.Context) ([]string, error)
+}
+
+func pending(t *testing.T, s store.Store) pendingLister {
+	t.Helper()
+	p, ok := s.(pendingLister)
+	if !ok {
+		t.Fatalf("%T has no PendingMigrations", s)
+	}
+	return p
 }
