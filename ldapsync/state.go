@@ -17,7 +17,7 @@ import (
 // Fingerprints (store.Fingerprint) make a full sync of an unchanged
 // directory cheap: after each comparison the run records "entry K, whose
 // mapped fields hash to D, matched user U at version V". The next full run
-// reads the links and fingerprints (one small query per 5,000) and, for an
+// reads the links and fingerprints (one streamed query) and, for an
 // entry that still hashes to D while its user is still at version V, knows
 // without reading the user that nothing changed: every user write bumps
 // the version, whoever makes it (SCIM, an admin, another source). Any other
@@ -77,28 +77,19 @@ func (r *run) prefetch(ctx context.Context) error {
 		}
 	}
 	fresh := 0
-	after = ""
-	for {
-		fs, err := r.s.st.ListFingerprints(ctx, r.s.source, after, 5000)
-		if err != nil {
-			return fmt.Errorf("ldapsync: list fingerprints: %w", err)
+	err := r.s.st.ListFingerprints(ctx, r.s.source, func(f store.Fingerprint) error {
+		l := r.links[f.Key]
+		if l == nil || l.gone || l.userID != f.UserID || !f.Fresh() {
+			return nil
 		}
-		for _, f := range fs {
-			after = f.Key
-			l := r.links[f.Key]
-			if l == nil || l.gone || l.userID != f.UserID || !f.Fresh() {
-				continue
-			}
-			d, ok := parseDigest(f.Digest)
-			if !ok {
-				continue
-			}
+		if d, ok := parseDigest(f.Digest); ok {
 			l.fp, l.fresh = d, true
 			fresh++
 		}
-		if len(fs) < 5000 {
-			break
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ldapsync: list fingerprints: %w", err)
 	}
 	if stale := r.liveLinks - fresh; stale > staleBulkRead && stale > r.liveLinks/10 {
 		if err := r.loadUsers(ctx, true); err != nil {

@@ -28,7 +28,7 @@ type Reader interface {
 	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
 	ListGroupChildren(ctx context.Context, groupID string) ([]string, error)
 	GetCursor(ctx context.Context, source string) (string, error)
-	ListFingerprints(ctx context.Context, source, after string, limit int) ([]store.Fingerprint, error)
+	ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error
 }
 
 // writer is the subset of store.Tx ldapsync writes with.

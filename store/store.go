@@ -84,9 +84,10 @@ type Reader interface {
 	ListRunItems(ctx context.Context, q RunItemQuery) ([]directory.RunItem, error)
 
 	GetCursor(ctx context.Context, source string) (string, error) // "" and ErrNotFound when unset
-	// ListFingerprints pages a sync source's fingerprints by key after the
-	// given key, each with its user's current version and deletion.
-	ListFingerprints(ctx context.Context, source, after string, limit int) ([]Fingerprint, error)
+	// ListFingerprints calls fn with each of a sync source's fingerprints
+	// (in user id order), each with its user's current version and deletion.
+	// fn must not call the store; an error from fn ends the read.
+	ListFingerprints(ctx context.Context, source string, fn func(Fingerprint) error) error
 
 	BulkReader
 }

@@ -13,35 +13,37 @@ import (
 // fingerprint is no domain fact, and a wrong one cannot hide a change,
 // because it only counts while its user is at the version it names.
 
-// ListFingerprints pages a source's fingerprints by key, each with its
-// user's current version (0 when there is no such user) and deletion.
-func (r *reader) ListFingerprints(ctx context.Context, source, after string, limit int) ([]store.Fingerprint, error) {
+// ListFingerprints calls fn with each of a source's fingerprints, in user
+// id order, each with its user's current version (0 when there is no such
+// user) and deletion; one streamed query (fn must not call the store).
+func (r *reader) ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error {
 	const op = "list fingerprints"
 	rows, err := r.c.Query(ctx, `SELECT f.link_key, f.user_id, f.digest, f.user_version, u.version, u.deleted_at IS NOT NULL
 FROM sync_fingerprints f LEFT JOIN users u ON u.id = f.user_id
-WHERE f.source = ? AND f.link_key > ? ORDER BY f.link_key LIMIT ?`, source, after, sqlLimit(limit))
+WHERE f.source = ? ORDER BY f.user_id, f.link_key`, source)
 	if err != nil {
-		return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+		return fmt.Errorf("store: %s of %s: %w", op, source, err)
 	}
 	defer rows.Close()
-	out := make([]store.Fingerprint, 0, min(max(limit, 0), bulkCap))
 	for rows.Next() {
-		out = append(out, store.Fingerprint{})
-		f := &out[len(out)-1]
+		var f store.Fingerprint
 		var cur *int64
 		var deleted *bool
 		if err := rows.Scan(&f.Key, &f.UserID, &f.Digest, &f.UserVersion, &cur, &deleted); err != nil {
-			return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+			return fmt.Errorf("store: %s of %s: %w", op, source, err)
 		}
 		if cur != nil {
 			f.CurrentVersion = *cur
 		}
 		f.Deleted = deleted != nil && *deleted
+		if err := fn(f); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+		return fmt.Errorf("store: %s of %s: %w", op, source, err)
 	}
-	return out, nil
+	return nil
 }
 
 // PutFingerprints creates or replaces fingerprints by key.

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"errors"
+
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
@@ -22,47 +24,57 @@ func testFingerprints(e *env) {
 	if got := len(e.events()); got != n {
 		t.Fatalf("PutFingerprints recorded %d audit events, want none", got-n)
 	}
-	list := func(source, after string, limit int) []store.Fingerprint {
+	list := func(source string) map[string]store.Fingerprint {
 		t.Helper()
-		fs, err := e.s.ListFingerprints(e.ctx, source, after, limit)
-		if err != nil {
+		out := map[string]store.Fingerprint{}
+		prev := ""
+		if err := e.s.ListFingerprints(e.ctx, source, func(f store.Fingerprint) error {
+			if f.UserID < prev {
+				t.Fatalf("ListFingerprints: user %q after %q, want user id order", f.UserID, prev)
+			}
+			prev = f.UserID
+			out[f.Key] = f
+			return nil
+		}); err != nil {
 			t.Fatalf("ListFingerprints: %v", err)
 		}
-		return fs
+		return out
 	}
-	fs := list("ldap:corp", "", 0)
-	if len(fs) != 3 || fs[0].Key != "k1" || fs[1].Key != "k2" || fs[2].Key != "k3" {
-		t.Fatalf("ListFingerprints order = %+v", fs)
+	fs := list("ldap:corp")
+	if len(fs) != 3 {
+		t.Fatalf("ListFingerprints = %+v, want 3", fs)
 	}
-	if !fs[0].Fresh() || !fs[1].Fresh() || fs[1].Digest != "d-alice" || fs[1].UserID != u.ID || fs[1].CurrentVersion != u.Version {
-		t.Fatalf("fresh fingerprints = %+v", fs[:2])
+	if a, b := fs["k2"], fs["k1"]; !a.Fresh() || !b.Fresh() || a.Digest != "d-alice" || a.UserID != u.ID || a.CurrentVersion != u.Version {
+		t.Fatalf("fresh fingerprints = %+v %+v", a, b)
 	}
-	if fs[2].Fresh() || fs[2].CurrentVersion != 0 {
-		t.Fatalf("fingerprint of a missing user = %+v, want not fresh", fs[2])
+	if f := fs["k3"]; f.Fresh() || f.CurrentVersion != 0 {
+		t.Fatalf("fingerprint of a missing user = %+v, want not fresh", f)
 	}
-	if p := list("ldap:corp", "k1", 1); len(p) != 1 || p[0].Key != "k2" {
-		t.Fatalf("page after k1 = %+v", p)
-	}
-	if p := list("ldap:other", "", 0); len(p) != 0 {
+	if p := list("ldap:other"); len(p) != 0 {
 		t.Fatalf("another source's fingerprints = %+v", p)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := e.s.ListFingerprints(e.ctx, "ldap:corp", func(store.Fingerprint) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("an error from fn: %v after %d calls, want it returned after 1", err, calls)
 	}
 
 	// Any write to the user (here a field no sync manages) makes it stale.
 	u.Location = "Leeds"
 	e.mustUpdate(func(tx store.Tx) error { return tx.UpdateUser(e.ctx, &u, 0) })
-	if f := list("ldap:corp", "k1", 1); len(f) != 1 || f[0].Fresh() || f[0].CurrentVersion != u.Version {
+	if f := list("ldap:corp")["k2"]; f.Fresh() || f.CurrentVersion != u.Version {
 		t.Fatalf("after the user's update: %+v, want stale at version %d", f, u.Version)
 	}
 	// Replacing it makes it fresh again.
 	e.mustUpdate(func(tx store.Tx) error {
 		return tx.PutFingerprints(e.ctx, "ldap:corp", []store.Fingerprint{{Key: "k2", UserID: u.ID, Digest: "d-alice2", UserVersion: u.Version}})
 	})
-	if f := list("ldap:corp", "k1", 1); len(f) != 1 || !f[0].Fresh() || f[0].Digest != "d-alice2" {
+	if f := list("ldap:corp")["k2"]; !f.Fresh() || f.Digest != "d-alice2" {
 		t.Fatalf("replaced: %+v", f)
 	}
 	// A deleted user's fingerprint is never fresh.
 	e.mustUpdate(func(tx store.Tx) error { return tx.DeleteUser(e.ctx, v.ID) })
-	if f := list("ldap:corp", "", 1); len(f) != 1 || f[0].Fresh() || !f[0].Deleted {
+	if f := list("ldap:corp")["k1"]; f.Fresh() || !f.Deleted {
 		t.Fatalf("deleted user's fingerprint: %+v", f)
 	}
 
@@ -76,7 +88,7 @@ func testFingerprints(e *env) {
 			t.Fatalf("PutFingerprints(%+v) succeeded", bad)
 		}
 	}
-	if f := list("ldap:corp", "k3", 0); len(f) != 0 {
+	if f := list("ldap:corp"); len(f) != 3 {
 		t.Fatalf("a refused call wrote %+v", f)
 	}
 }

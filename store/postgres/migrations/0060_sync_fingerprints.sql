@@ -14,3 +14,5 @@ CREATE TABLE sync_fingerprints (
 	user_version BIGINT NOT NULL,
 	PRIMARY KEY (source, link_key)
 );
+-- The read goes in user id order (the order SQLite stores them in).
+CREATE INDEX sync_fingerprints_user_idx ON sync_fingerprints (source, user_id);

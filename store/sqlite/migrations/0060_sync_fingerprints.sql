@@ -12,8 +12,12 @@ CREATE TABLE sync_fingerprints (
 	user_id      TEXT NOT NULL,
 	digest       TEXT NOT NULL,
 	user_version INTEGER NOT NULL,
-	PRIMARY KEY (source, link_key)
+	-- Stored in user id order: the read joins users by id, and in this
+	-- order it walks users_id_version_idx once from start to end instead
+	-- of seeking at random (which re-reads its pages from disk).
+	PRIMARY KEY (source, user_id, link_key)
 ) WITHOUT ROWID;
+CREATE UNIQUE INDEX sync_fingerprints_key_uq ON sync_fingerprints (source, link_key);
 -- The fingerprint read joins users by id for version and deleted_at only:
 -- this covering index keeps it off the users table's pages (100,000 users:
 -- a few MB instead of the whole table).
