@@ -265,6 +265,10 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 	}
 
 	// Pass 2: memberships and edge removals; pass 3: edge additions.
+	haveMembers, haveEdges, err := r.storedGraph(ctx)
+	if err != nil {
+		return err
+	}
 	pendingChanges := 0
 	var childAdds []op
 	for i, g := range groups {
@@ -285,16 +289,8 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 				wantChildren[cid] = true
 			}
 		}
-		var have, haveChildren []string
-		if !strings.HasPrefix(id, "new:") {
-			var err error
-			if have, err = r.members(ctx, id); err != nil {
-				return err
-			}
-			if haveChildren, err = r.s.st.ListGroupChildren(ctx, id); err != nil {
-				return fmt.Errorf("ldapsync: list children of %s: %w", id, err)
-			}
-		}
+		have, haveChildren := haveMembers[id], haveEdges[id]
+		delete(haveMembers, id)
 		add, rem := diff(want, have)
 		addC, remC := diff(wantChildren, haveChildren)
 		if len(add)+len(rem)+len(addC)+len(remC) == 0 {
@@ -394,21 +390,38 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 	return flush()
 }
 
-// members lists a stored group's members.
-func (r *run) members(ctx context.Context, id string) ([]string, error) {
-	var out []string
-	after := ""
-	for {
-		p, err := r.s.st.ListGroupMembers(ctx, id, after, 10000)
-		if err != nil {
-			return nil, fmt.Errorf("ldapsync: list members of %s: %w", id, err)
-		}
-		out = append(out, p...)
-		if len(p) < 10000 {
-			return out, nil
-		}
-		after = p[len(p)-1]
+// storedGraph reads the stored members and child groups of every live
+// group of this source, in two queries (not two per group); it runs after
+// pass 1, so new groups have none. Read outside the write transactions, as
+// the per-group reads were: a membership another writer changes meanwhile
+// is diffed again on the next sync (AddMembers and RemoveMembers are
+// idempotent).
+func (r *run) storedGraph(ctx context.Context) (members, children map[string][]string, err error) {
+	members = map[string][]string{}
+	err = r.s.st.ListSourceMemberships(ctx, r.s.source, func(m store.GroupMembership) error {
+		members[m.GroupID] = append(members[m.GroupID], m.UserID)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("ldapsync: list members: %w", err)
 	}
+	edges, err := r.s.st.ListGroupEdges(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ldapsync: list child groups: %w", err)
+	}
+	ours := map[string]bool{}
+	for _, g := range r.groups {
+		if g.DeletedAt == nil {
+			ours[g.ID] = true
+		}
+	}
+	children = map[string][]string{}
+	for _, e := range edges {
+		if ours[e.ParentID] {
+			children[e.ParentID] = append(children[e.ParentID], e.ChildID)
+		}
+	}
+	return members, children, nil
 }
 
 // diff returns want−have and have−want, sorted.

@@ -25,9 +25,9 @@ type Reader interface {
 	ListLinks(ctx context.Context, source string, after string, limit int) ([]directory.SourceLink, error)
 	ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error)
 	ListGroups(ctx context.Context, q store.GroupQuery) (store.Page[directory.Group], error)
-	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
-	ListGroupChildren(ctx context.Context, groupID string) ([]string, error)
 	GetCursor(ctx context.Context, source string) (string, error)
+	ListSourceMemberships(ctx context.Context, source string, fn func(store.GroupMembership) error) error
+	ListGroupEdges(ctx context.Context) ([]store.GroupEdge, error)
 	ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error
 }
 

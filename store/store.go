@@ -108,6 +108,10 @@ type BulkReader interface {
 	ListGrantsInRange(ctx context.Context, r UserRange) ([]directory.Grant, error)
 	CountGrants(ctx context.Context) (int64, error)
 	ListGroupEdges(ctx context.Context) ([]GroupEdge, error) // every group-in-group edge
+	// ListSourceMemberships calls fn with every direct membership in the
+	// source's live groups, by group id then user id: one streamed query
+	// (a sync diffs all its groups at once). fn must not call the store.
+	ListSourceMemberships(ctx context.Context, source string, fn func(GroupMembership) error) error
 	// ListFirmUserIDs returns the users whose primary firm is firmNumber or
 	// who have a membership in it, in id order.
 	ListFirmUserIDs(ctx context.Context, firmNumber string) ([]string, error)

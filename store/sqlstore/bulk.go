@@ -264,6 +264,31 @@ func (r *reader) ListGroupEdges(ctx context.Context) ([]store.GroupEdge, error) 
 	return out, nil
 }
 
+// ListSourceMemberships streams the direct memberships of a source's live
+// groups, by group id and user id (the members table's primary key order).
+func (r *reader) ListSourceMemberships(ctx context.Context, source string, fn func(store.GroupMembership) error) error {
+	const op = "list memberships of source"
+	rows, err := r.c.Query(ctx, `SELECT m.group_id, m.user_id FROM groups g JOIN group_members m ON m.group_id = g.id
+WHERE g.source = ? AND g.deleted_at IS NULL ORDER BY m.group_id, m.user_id`, source)
+	if err != nil {
+		return fmt.Errorf("store: %s %s: %w", op, source, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m store.GroupMembership
+		if err := rows.Scan(&m.GroupID, &m.UserID); err != nil {
+			return fmt.Errorf("store: %s %s: %w", op, source, err)
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: %s %s: %w", op, source, err)
+	}
+	return nil
+}
+
 // ListFirmUserIDs returns the ids of the users whose primary firm is
 // firmNumber or who have a membership in it, in id order.
 func (r *reader) ListFirmUserIDs(ctx context.Context, firmNumber string) ([]string, error) {

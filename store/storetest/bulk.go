@@ -284,3 +284,46 @@ func testBulkReads(e *env) {
 		}
 	}
 }
+
+// testSourceMemberships: ListSourceMemberships streams the memberships of
+// one source's live groups only, by group then user.
+func testSourceMemberships(e *env) {
+	t := e.t
+	a, b := e.createUser(user("sm-a", "")), e.createUser(user("sm-b", ""))
+	var g1, g2, other, gone directory.Group
+	e.mustUpdate(func(tx store.Tx) error {
+		for _, g := range []*directory.Group{&g1, &g2, &other, &gone} {
+			src := "ldap:corp"
+			if g == &other {
+				src = "scim:entra"
+			}
+			*g = directory.Group{Source: src, DisplayName: fmt.Sprintf("sm-%p", g)}
+			if err := tx.CreateGroup(e.ctx, g); err != nil {
+				return err
+			}
+			if err := tx.AddMembers(e.ctx, g.ID, []string{a.ID, b.ID}); err != nil {
+				return err
+			}
+		}
+		return tx.DeleteGroup(e.ctx, gone.ID)
+	})
+	var got []store.GroupMembership
+	if err := e.s.ListSourceMemberships(e.ctx, "ldap:corp", func(m store.GroupMembership) error {
+		got = append(got, m)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want []store.GroupMembership
+	for _, g := range []string{g1.ID, g2.ID} {
+		for _, u := range []string{a.ID, b.ID} {
+			want = append(want, store.GroupMembership{GroupID: g, UserID: u})
+		}
+	}
+	slices.SortFunc(want, func(x, y store.GroupMembership) int {
+		return strings.Compare(x.GroupID+"\x00"+x.UserID, y.GroupID+"\x00"+y.UserID)
+	})
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ListSourceMemberships = %+v, want %+v (live groups of ldap:corp only, by group then user)", got, want)
+	}
+}

@@ -87,6 +87,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CWABulkPuts", testCWABulkPuts}, // cwa.go
 		{"Grants", testGrants},
 		{"BulkReads", testBulkReads},
+		{"SourceMemberships", testSourceMemberships}, // bulk.go
 		{"Runs", testRuns},
 		{"Cursors", testCursors},
 		{"Leases", testLeases},
