@@ -27,7 +27,6 @@ type testStore interface {
 	GetRun(ctx context.Context, id string) (directory.Run, error)
 	ListRuns(ctx context.Context, q store.RunQuery) ([]directory.Run, error)
 	CountGroupMembers(ctx context.Context, groupID string) (int64, error)
-	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
 	ListGroupChildren(ctx context.Context, groupID string) ([]string, error)
 	FindGroupBySourceKey(ctx context.Context, source, key string) (directory.Group, error)
 	Migrate(ctx context.Context) error

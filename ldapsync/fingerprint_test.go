@@ -2,6 +2,7 @@ package ldapsync
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -145,4 +146,81 @@ func TestFingerprintsSkipUnchangedUsers(t *testing.T) {
 		t.Fatalf("lost fingerprints: counts %v, %d domain events, %d fresh fingerprints (want 4)", res.Counts, e.domainEvents(res.RunID), fps())
 	}
 	full(1, 0, "after the fingerprints were rebuilt") // bob stays deleted: read each time
+}
+
+// memberReadCounter counts the member reads of a run.
+type memberReadCounter struct {
+	testStore
+	perGroup, bulk atomic.Int64
+}
+
+func (c *memberReadCounter) ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error) {
+	c.perGroup.Add(1)
+	return c.testStore.ListGroupMembers(ctx, groupID, after, limit)
+}
+
+func (c *memberReadCounter) ListSourceMemberships(ctx context.Context, source string, fn func(store.GroupMembership) error) error {
+	c.bulk.Add(1)
+	return c.testStore.ListSourceMemberships(ctx, source, fn)
+}
+
+// TestGroupFingerprintsSkipUnchangedGroups: a full sync reads the stored
+// members only of groups whose resolved members or stored version moved,
+// so a member change made in dirsyncd is still undone.
+func TestGroupFingerprintsSkipUnchangedGroups(t *testing.T) {
+	ctx := context.Background()
+	mc := &memberReadCounter{testStore: openSQLite(t)}
+	e := newEnv(t, testenv.SlapdOptions{}, mc)
+	e.mustRun(RunOptions{Full: true})
+	full := func(wantReads int64, what string) *Result {
+		t.Helper()
+		mc.perGroup.Store(0)
+		mc.bulk.Store(0)
+		res := e.mustRun(RunOptions{Full: true})
+		if got := mc.perGroup.Load() + mc.bulk.Load(); got != wantReads || res.Counts["groups_members_read"] != wantReads {
+			t.Fatalf("%s: %d member reads (groups_members_read %d), want %d", what, got, res.Counts["groups_members_read"], wantReads)
+		}
+		return res
+	}
+	full(0, "unchanged directory")
+
+	solo := e.groupMembers("solo")
+	g, err := mc.FindGroupBySourceKey(ctx, "ldap:corp", groupKey(t, e, "solo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder := e.user("alice")
+	other := audit.Meta{Actor: "scim:entra"}
+	if err := mc.Update(ctx, other, func(ctx context.Context, tx store.Tx) error {
+		return tx.AddMembers(ctx, g.ID, []string{intruder.ID})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res := full(1, "after a member was added in dirsyncd")
+	if got := e.groupMembers("solo"); !slices.Equal(got, solo) || res.Counts["members_removed"] != 1 {
+		t.Fatalf("solo = %v (counts %v), want %v: the member added in dirsyncd stays", got, res.Counts, solo)
+	}
+	full(0, "after the repair")
+
+	// Removed in dirsyncd: put back.
+	erin := e.user("erin")
+	if err := mc.Update(ctx, other, func(ctx context.Context, tx store.Tx) error {
+		return tx.RemoveMembers(ctx, g.ID, []string{erin.ID})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res = full(1, "after a member was removed in dirsyncd")
+	if got := e.groupMembers("solo"); !slices.Equal(got, solo) || res.Counts["members_added"] != 1 {
+		t.Fatalf("solo = %v (counts %v), want %v", got, res.Counts, solo)
+	}
+	full(0, "after the second repair")
+}
+
+func groupKey(t *testing.T, e *env, name string) string {
+	t.Helper()
+	p, err := e.st.ListGroups(context.Background(), store.GroupQuery{Filter: store.Cmp{Field: "displayName", Op: store.OpEq, Value: name}, Limit: 2})
+	if err != nil || len(p.Items) != 1 {
+		t.Fatalf("group %s: %v", name, err)
+	}
+	return p.Items[0].SourceKey
 }

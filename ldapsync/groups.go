@@ -2,7 +2,10 @@ package ldapsync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -265,13 +268,17 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 	}
 
 	// Pass 2: memberships and edge removals; pass 3: edge additions.
-	haveMembers, haveEdges, err := r.storedGraph(ctx)
+	// A group whose resolved members hash to its fingerprint's digest while
+	// the group is at the fingerprint's version has them already: only the
+	// others' members are read.
+	wants := make([]map[string]bool, len(groups))
+	digests := make([]string, len(groups))
+	stale := map[string]bool{}
+	gfps, err := r.groupFingerprints(ctx)
 	if err != nil {
 		return err
 	}
-	pendingChanges := 0
-	var childAdds []op
-	for i, g := range groups {
+	for i := range groups {
 		id := gid[i]
 		if id == "" {
 			continue
@@ -279,9 +286,28 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 		want := make(map[string]bool, len(eff[i]))
 		for _, ui := range eff[i] {
 			if uid := r.ids[ui]; uid != "" {
-				want[uid] = true
+				want[uid] = true // "new:<key>": not created (dry run, failed create), not written
 			}
 		}
+		wants[i], digests[i] = want, memberDigest(want)
+		if f, ok := gfps[groups[i].key]; !strings.HasPrefix(id, "new:") && (!ok || f.GroupID != id || !f.Fresh() || f.Digest != digests[i]) {
+			stale[id] = true
+		}
+	}
+	haveMembers, haveEdges, err := r.storedGraph(ctx, stale)
+	if err != nil {
+		return err
+	}
+	r.res.Counts["groups_members_read"] = int64(len(stale))
+	pendingChanges := 0
+	var childAdds []op
+	for i, g := range groups {
+		id := gid[i]
+		if id == "" {
+			continue
+		}
+		want := wants[i]
+		wants[i] = nil
 		wantChildren := map[string]bool{}
 		for _, c := range gr.children[i] {
 			// Edges inside a cycle are not stored: the store keeps a DAG.
@@ -289,10 +315,21 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 				wantChildren[cid] = true
 			}
 		}
-		have, haveChildren := haveMembers[id], haveEdges[id]
+		have := haveMembers[id]
+		if !strings.HasPrefix(id, "new:") && !stale[id] {
+			have = slices.Collect(maps.Keys(want)) // the fingerprint says so
+		}
 		delete(haveMembers, id)
+		haveChildren := haveEdges[id]
 		add, rem := diff(want, have)
 		addC, remC := diff(wantChildren, haveChildren)
+		memberOps := len(add)+len(rem) > 0
+		if !memberOps && stale[id] {
+			if st, ok := r.groups[g.key]; ok && st.ID == id {
+				// Members as they should be: the version read before them.
+				r.gfps = append(r.gfps, store.GroupFingerprint{Key: g.key, GroupID: id, Digest: digests[i], GroupVersion: st.Version})
+			}
+		}
 		if len(add)+len(rem)+len(addC)+len(remC) == 0 {
 			continue
 		}
@@ -324,7 +361,14 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 					return fmt.Errorf("ldapsync: remove child group from %s: %w", g.dn, err)
 				}
 			}
-			return nil
+			if !memberOps {
+				return nil
+			}
+			cur, err := w.GetGroup(ctx, id) // its version after the member writes
+			if err != nil {
+				return fmt.Errorf("ldapsync: read group %s: %w", g.dn, err)
+			}
+			return r.putGroupFingerprints(ctx, w, []store.GroupFingerprint{{Key: g.key, GroupID: id, Digest: digests[i], GroupVersion: cur.Version}})
 		})
 		if len(addC) > 0 {
 			// Added after every removal so that a moved edge never makes a
@@ -390,20 +434,30 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 	return flush()
 }
 
-// storedGraph reads the stored members and child groups of every live
-// group of this source, in two queries (not two per group); it runs after
-// pass 1, so new groups have none. Read outside the write transactions, as
-// the per-group reads were: a membership another writer changes meanwhile
-// is diffed again on the next sync (AddMembers and RemoveMembers are
-// idempotent).
-func (r *run) storedGraph(ctx context.Context) (members, children map[string][]string, err error) {
+// storedGraph reads the stored members of the given groups (one bulk
+// read when there are many, else a query per group) and every live group's
+// child groups (one query). It runs after pass 1, so new groups have none.
+// Read outside the write transactions: a membership another writer changes
+// meanwhile is diffed again on the next sync (AddMembers and RemoveMembers
+// are idempotent, and the change moves the group's version).
+func (r *run) storedGraph(ctx context.Context, groups map[string]bool) (members, children map[string][]string, err error) {
 	members = map[string][]string{}
-	err = r.s.st.ListSourceMemberships(ctx, r.s.source, func(m store.GroupMembership) error {
-		members[m.GroupID] = append(members[m.GroupID], m.UserID)
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("ldapsync: list members: %w", err)
+	if len(groups) > bulkMemberRead {
+		err = r.s.st.ListSourceMemberships(ctx, r.s.source, func(m store.GroupMembership) error {
+			if groups[m.GroupID] {
+				members[m.GroupID] = append(members[m.GroupID], m.UserID)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("ldapsync: list members: %w", err)
+		}
+	} else {
+		for id := range groups {
+			if members[id], err = r.members(ctx, id); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	edges, err := r.s.st.ListGroupEdges(ctx)
 	if err != nil {
@@ -422,6 +476,54 @@ func (r *run) storedGraph(ctx context.Context) (members, children map[string][]s
 		}
 	}
 	return members, children, nil
+}
+
+// bulkMemberRead: more groups to read than this are read in one query.
+const bulkMemberRead = 50
+
+// members lists a stored group's members.
+func (r *run) members(ctx context.Context, id string) ([]string, error) {
+	var out []string
+	after := ""
+	for {
+		p, err := r.s.st.ListGroupMembers(ctx, id, after, 10000)
+		if err != nil {
+			return nil, fmt.Errorf("ldapsync: list members of %s: %w", id, err)
+		}
+		out = append(out, p...)
+		if len(p) < 10000 {
+			return out, nil
+		}
+		after = p[len(p)-1]
+	}
+}
+
+// groupFingerprints returns the source's group fingerprints by group key.
+func (r *run) groupFingerprints(ctx context.Context) (map[string]store.GroupFingerprint, error) {
+	fs, err := r.s.st.ListGroupFingerprints(ctx, r.s.source)
+	if err != nil {
+		return nil, fmt.Errorf("ldapsync: list group fingerprints: %w", err)
+	}
+	out := make(map[string]store.GroupFingerprint, len(fs))
+	for _, f := range fs {
+		out[f.Key] = f
+	}
+	return out, nil
+}
+
+// memberDigest hashes a set of user ids as written (sorted, so the order
+// they were read in does not matter; without users not created).
+func memberDigest(ids map[string]bool) string {
+	s := slices.Sorted(maps.Keys(ids))
+	h := sha256.New()
+	for _, id := range s {
+		if strings.HasPrefix(id, "new:") {
+			continue
+		}
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // diff returns want−have and have−want, sorted.

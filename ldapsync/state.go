@@ -202,6 +202,17 @@ func (r *run) putFingerprints(ctx context.Context, w writer, fps []store.Fingerp
 	return nil
 }
 
+// putGroupFingerprints is putFingerprints for group fingerprints.
+func (r *run) putGroupFingerprints(ctx context.Context, w writer, fps []store.GroupFingerprint) error {
+	if len(fps) == 0 {
+		return nil
+	}
+	if err := w.PutGroupFingerprints(ctx, r.s.source, fps); err != nil {
+		return fmt.Errorf("ldapsync: record %d group fingerprints: %w", len(fps), err)
+	}
+	return nil
+}
+
 func parseDigest(s string) (digest, bool) {
 	var d digest
 	if hex.DecodedLen(len(s)) != len(d) {

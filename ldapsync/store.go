@@ -28,6 +28,8 @@ type Reader interface {
 	GetCursor(ctx context.Context, source string) (string, error)
 	ListSourceMemberships(ctx context.Context, source string, fn func(store.GroupMembership) error) error
 	ListGroupEdges(ctx context.Context) ([]store.GroupEdge, error)
+	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
+	ListGroupFingerprints(ctx context.Context, source string) ([]store.GroupFingerprint, error)
 	ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error
 }
 
@@ -50,6 +52,8 @@ type writer interface {
 	AddRunItems(ctx context.Context, items []directory.RunItem) error
 	SetCursor(ctx context.Context, source, value string) error
 	PutFingerprints(ctx context.Context, source string, fps []store.Fingerprint) error
+	PutGroupFingerprints(ctx context.Context, source string, fps []store.GroupFingerprint) error
+	GetGroup(ctx context.Context, id string) (directory.Group, error)
 }
 
 var _ writer = store.Tx(nil)

@@ -36,18 +36,19 @@ type run struct {
 
 	// prefetched store state (full runs; incremental runs query instead)
 	fetched      bool
-	links        map[string]*linkInfo // link key → link
-	linkedUser   map[string]string    // user id → key of its live link from this source
-	users        map[string]*userInfo // user id → managed-field digest (bulk read: many stale fingerprints)
-	namesLoaded  bool
-	pointLookups int                 // e-mail and userName look-ups by query (namesLoaded false)                 // byEmail and byName hold the store's users (loadUsers)
-	fps          []store.Fingerprint // fingerprints for the current batch's commit
-	fpSalt       []byte              // the source's mapping, hashed into each fingerprint
-	byEmail      map[string]string   // lower e-mail → user id
-	byName       map[string]string   // lower userName → user id
-	seen         map[string]bool     // keys seen in this run
-	pending      map[string]string   // "attr\x00lower value" → key of a user created in this run
-	creates      []pendingCreate     // new users of the current batch
+	links        map[string]*linkInfo     // link key → link
+	linkedUser   map[string]string        // user id → key of its live link from this source
+	users        map[string]*userInfo     // user id → managed-field digest (bulk read: many stale fingerprints)
+	namesLoaded  bool                     // byEmail and byName hold the store's users (loadUsers)
+	pointLookups int                      // e-mail and userName look-ups by query (namesLoaded false)
+	fps          []store.Fingerprint      // user fingerprints for the current batch's commit
+	gfps         []store.GroupFingerprint // group fingerprints for the next commit
+	fpSalt       []byte                   // the source's mapping, hashed into each fingerprint
+	byEmail      map[string]string        // lower e-mail → user id
+	byName       map[string]string        // lower userName → user id
+	seen         map[string]bool          // keys seen in this run
+	pending      map[string]string        // "attr\x00lower value" → key of a user created in this run
+	creates      []pendingCreate          // new users of the current batch
 	// waitPrefetch waits for a prefetch running beside the first LDAP read.
 	waitPrefetch func() error
 
@@ -148,13 +149,13 @@ func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
 // commit applies ops and records items in one transaction; a dry run only
 // collects the items.
 func (r *run) commit(ctx context.Context, ops []op, items []directory.RunItem) error {
-	fps := r.fps
-	r.fps = nil
+	fps, gfps := r.fps, r.gfps
+	r.fps, r.gfps = nil, nil
 	if r.dry {
 		r.res.Items = append(r.res.Items, items...)
 		return nil
 	}
-	if len(ops) == 0 && len(items) == 0 && len(fps) == 0 {
+	if len(ops) == 0 && len(items) == 0 && len(fps) == 0 && len(gfps) == 0 {
 		return nil
 	}
 	err := r.s.st.Update(ctx, r.meta, func(ctx context.Context, tx store.Tx) error {
@@ -164,6 +165,9 @@ func (r *run) commit(ctx context.Context, ops []op, items []directory.RunItem) e
 			}
 		}
 		if err := r.putFingerprints(ctx, tx, fps); err != nil {
+			return err
+		}
+		if err := r.putGroupFingerprints(ctx, tx, gfps); err != nil {
 			return err
 		}
 		if len(items) > 0 {

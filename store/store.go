@@ -88,6 +88,9 @@ type Reader interface {
 	// (in user id order), each with its user's current version and deletion.
 	// fn must not call the store; an error from fn ends the read.
 	ListFingerprints(ctx context.Context, source string, fn func(Fingerprint) error) error
+	// ListGroupFingerprints returns a sync source's group fingerprints by
+	// key, each with its group's current version and deletion.
+	ListGroupFingerprints(ctx context.Context, source string) ([]GroupFingerprint, error)
 
 	BulkReader
 }
@@ -139,6 +142,24 @@ type Fingerprint struct {
 // Fresh reports whether the fingerprint still describes its user.
 func (f Fingerprint) Fresh() bool {
 	return !f.Deleted && f.UserVersion > 0 && f.CurrentVersion == f.UserVersion
+}
+
+// GroupFingerprint is Fingerprint for a group's members: the source's
+// group Key, whose resolved members hash to Digest, matched group GroupID
+// at version GroupVersion (every member change bumps a group's version).
+type GroupFingerprint struct {
+	Key          string
+	GroupID      string
+	Digest       string
+	GroupVersion int64
+	// Filled by ListGroupFingerprints, as for Fingerprint.
+	CurrentVersion int64
+	Deleted        bool
+}
+
+// Fresh reports whether the fingerprint still describes its group.
+func (f GroupFingerprint) Fresh() bool {
+	return !f.Deleted && f.GroupVersion > 0 && f.CurrentVersion == f.GroupVersion
 }
 
 // UserRange is an inclusive range of user ids, From <= To.
@@ -205,6 +226,8 @@ type Tx interface {
 	// PutFingerprints creates or replaces a sync source's fingerprints (by
 	// key). Fingerprints are a cache, not domain state: no audit event.
 	PutFingerprints(ctx context.Context, source string, fps []Fingerprint) error
+	// PutGroupFingerprints is PutFingerprints for group fingerprints.
+	PutGroupFingerprints(ctx context.Context, source string, fps []GroupFingerprint) error
 
 	// Record writes a free-form audit event (logins, decisions, approvals).
 	Record(ctx context.Context, action, objectType, objectID string, before, after any) error

@@ -64,6 +64,7 @@ var Dialect = &sqlstore.Dialect{
 		return errors.As(err, &e) && e.Code() == sqlite3lib.SQLITE_CONSTRAINT_FOREIGNKEY
 	},
 	MaxRowsPerInsert: 100,
+	UserVersionIndex: " INDEXED BY users_id_version_idx", // migration 0060
 }
 
 // Page caches: every connection has its own, and a cached 4 KiB page costs

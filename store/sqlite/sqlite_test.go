@@ -151,7 +151,7 @@ func TestLookupsUseIndexes(t *testing.T) {
 		{"SELECT seq FROM audit_events WHERE object_id = 'a' ORDER BY seq", "audit_events_object_idx"},
 		// ListFingerprints: the users' versions come from the covering index, not the table.
 		{`SELECT f.link_key, f.user_id, f.digest, f.user_version, u.version, u.deleted_at IS NOT NULL
-FROM sync_fingerprints f LEFT JOIN users u ON u.id = f.user_id
+FROM sync_fingerprints f LEFT JOIN users AS u` + Dialect.UserVersionIndex + ` ON u.id = f.user_id
 WHERE f.source = 'a' ORDER BY f.user_id, f.link_key`, "COVERING INDEX users_id_version_idx"},
 	}
 	for _, tc := range tests {

@@ -19,7 +19,7 @@ import (
 func (r *reader) ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error {
 	const op = "list fingerprints"
 	rows, err := r.c.Query(ctx, `SELECT f.link_key, f.user_id, f.digest, f.user_version, u.version, u.deleted_at IS NOT NULL
-FROM sync_fingerprints f LEFT JOIN users u ON u.id = f.user_id
+FROM sync_fingerprints f LEFT JOIN users AS u`+r.s.d.UserVersionIndex+` ON u.id = f.user_id
 WHERE f.source = ? ORDER BY f.user_id, f.link_key`, source)
 	if err != nil {
 		return fmt.Errorf("store: %s of %s: %w", op, source, err)
@@ -66,6 +66,62 @@ func (t *txn) PutFingerprints(ctx context.Context, source string, fps []store.Fi
 	}
 	if err := t.bulkInsert(ctx, "sync_fingerprints", []string{"source", "link_key", "user_id", "digest", "user_version"}, rows,
 		` ON CONFLICT (source, link_key) DO UPDATE SET user_id = excluded.user_id, digest = excluded.digest, user_version = excluded.user_version`); err != nil {
+		return fmt.Errorf("store: %s of %s: %w", op, source, t.s.mapErr(err))
+	}
+	return nil
+}
+
+// ListGroupFingerprints returns a source's group fingerprints by key, each
+// with its group's current version (0 when there is no such group).
+func (r *reader) ListGroupFingerprints(ctx context.Context, source string) ([]store.GroupFingerprint, error) {
+	const op = "list group fingerprints"
+	rows, err := r.c.Query(ctx, `SELECT f.group_key, f.group_id, f.digest, f.group_version, g.version, g.deleted_at IS NOT NULL
+FROM sync_group_fingerprints f LEFT JOIN groups g ON g.id = f.group_id
+WHERE f.source = ? ORDER BY f.group_key`, source)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+	}
+	defer rows.Close()
+	var out []store.GroupFingerprint
+	for rows.Next() {
+		var f store.GroupFingerprint
+		var cur *int64
+		var deleted *bool
+		if err := rows.Scan(&f.Key, &f.GroupID, &f.Digest, &f.GroupVersion, &cur, &deleted); err != nil {
+			return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+		}
+		if cur != nil {
+			f.CurrentVersion = *cur
+		}
+		f.Deleted = deleted != nil && *deleted
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+	}
+	return out, nil
+}
+
+// PutGroupFingerprints creates or replaces group fingerprints by key.
+func (t *txn) PutGroupFingerprints(ctx context.Context, source string, fps []store.GroupFingerprint) error {
+	const op = "put group fingerprints"
+	if source == "" {
+		return fmt.Errorf("store: %s: source is required", op)
+	}
+	rows := make([][]any, len(fps))
+	seen := make(map[string]bool, len(fps))
+	for i, f := range fps {
+		if f.Key == "" || f.GroupID == "" || f.Digest == "" || f.GroupVersion <= 0 {
+			return fmt.Errorf("store: %s of %s: fingerprint %d (key %q): key, group id, digest and a group version are required", op, source, i, f.Key)
+		}
+		if seen[f.Key] {
+			return fmt.Errorf("store: %s of %s: key %q given twice", op, source, f.Key)
+		}
+		seen[f.Key] = true
+		rows[i] = []any{source, f.Key, f.GroupID, f.Digest, f.GroupVersion}
+	}
+	if err := t.bulkInsert(ctx, "sync_group_fingerprints", []string{"source", "group_key", "group_id", "digest", "group_version"}, rows,
+		` ON CONFLICT (source, group_key) DO UPDATE SET group_id = excluded.group_id, digest = excluded.digest, group_version = excluded.group_version`); err != nil {
 		return fmt.Errorf("store: %s of %s: %w", op, source, t.s.mapErr(err))
 	}
 	return nil

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 
+	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
@@ -90,5 +91,78 @@ func testFingerprints(e *env) {
 	}
 	if f := list("ldap:corp"); len(f) != 3 {
 		t.Fatalf("a refused call wrote %+v", f)
+	}
+}
+
+// testGroupFingerprints: a group fingerprint is fresh only while its group
+// stays at the version it names, which every member change bumps.
+func testGroupFingerprints(e *env) {
+	t := e.t
+	u := e.createUser(user("gf-a", ""))
+	var g directory.Group
+	e.mustUpdate(func(tx store.Tx) error {
+		g = directory.Group{Source: "ldap:corp", SourceKey: "gk", DisplayName: "gf"}
+		return tx.CreateGroup(e.ctx, &g)
+	})
+	n := len(e.events())
+	put := func(v int64) {
+		t.Helper()
+		e.mustUpdate(func(tx store.Tx) error {
+			return tx.PutGroupFingerprints(e.ctx, "ldap:corp", []store.GroupFingerprint{
+				{Key: "gk", GroupID: g.ID, Digest: "d", GroupVersion: v},
+				{Key: "gone", GroupID: "no-such-group", Digest: "d", GroupVersion: 1},
+			})
+		})
+	}
+	get := func() map[string]store.GroupFingerprint {
+		t.Helper()
+		fs, err := e.s.ListGroupFingerprints(e.ctx, "ldap:corp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]store.GroupFingerprint{}
+		for _, f := range fs {
+			out[f.Key] = f
+		}
+		return out
+	}
+	cur := func() int64 {
+		t.Helper()
+		x, err := e.s.GetGroup(e.ctx, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x.Version
+	}
+	put(cur())
+	if len(e.events()) != n {
+		t.Fatal("PutGroupFingerprints recorded audit events")
+	}
+	fs := get()
+	if f := fs["gk"]; !f.Fresh() || f.GroupID != g.ID || f.Digest != "d" {
+		t.Fatalf("fresh group fingerprint = %+v", f)
+	}
+	if f := fs["gone"]; f.Fresh() || len(fs) != 2 {
+		t.Fatalf("fingerprints %+v: the missing group's must not be fresh", fs)
+	}
+	for _, change := range []func(tx store.Tx) error{
+		func(tx store.Tx) error { return tx.AddMembers(e.ctx, g.ID, []string{u.ID}) },
+		func(tx store.Tx) error { return tx.RemoveMembers(e.ctx, g.ID, []string{u.ID}) },
+	} {
+		put(cur())
+		e.mustUpdate(change)
+		if f := get()["gk"]; f.Fresh() {
+			t.Fatalf("after a member change the fingerprint is still fresh: %+v", f)
+		}
+	}
+	put(cur())
+	e.mustUpdate(func(tx store.Tx) error { return tx.DeleteGroup(e.ctx, g.ID) })
+	if f := get()["gk"]; f.Fresh() || !f.Deleted {
+		t.Fatalf("deleted group's fingerprint = %+v", f)
+	}
+	if err := e.update(func(tx store.Tx) error {
+		return tx.PutGroupFingerprints(e.ctx, "ldap:corp", []store.GroupFingerprint{{Key: "x", GroupID: g.ID, Digest: "d"}})
+	}); err == nil {
+		t.Fatal("a group fingerprint without a version was accepted")
 	}
 }

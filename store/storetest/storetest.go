@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpsertUsers", testUpsertUsers},
 		{"Links", testLinks},
 		{"Fingerprints", testFingerprints}, // fingerprints.go
+		{"GroupFingerprints", testGroupFingerprints},
 		{"UserFilters", testUserFilters},
 		{"UserPaging", testUserPaging},
 		{"SearchUsers", testSearchUsers}, // admin.go

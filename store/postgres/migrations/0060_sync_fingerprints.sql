@@ -16,3 +16,16 @@ CREATE TABLE sync_fingerprints (
 );
 -- The read goes in user id order (the order SQLite stores them in).
 CREATE INDEX sync_fingerprints_user_idx ON sync_fingerprints (source, user_id);
+
+-- The same for a source's groups: entry group_key's members (resolved,
+-- as the sync writes them) hashed to digest when group group_id was at
+-- groups.version group_version (every member change bumps it). A full sync
+-- reads the members only of groups whose digest or version moved.
+CREATE TABLE sync_group_fingerprints (
+	source        TEXT COLLATE "C" NOT NULL,
+	group_key     TEXT COLLATE "C" NOT NULL,
+	group_id      TEXT COLLATE "C" NOT NULL,
+	digest        TEXT COLLATE "C" NOT NULL,
+	group_version BIGINT NOT NULL,
+	PRIMARY KEY (source, group_key)
+);

@@ -22,3 +22,16 @@ CREATE UNIQUE INDEX sync_fingerprints_key_uq ON sync_fingerprints (source, link_
 -- this covering index keeps it off the users table's pages (100,000 users:
 -- a few MB instead of the whole table).
 CREATE INDEX users_id_version_idx ON users (id, version, deleted_at);
+
+-- The same for a source's groups: entry group_key's members (resolved,
+-- as the sync writes them) hashed to digest when group group_id was at
+-- groups.version group_version (every member change bumps it). A full sync
+-- reads the members only of groups whose digest or version moved.
+CREATE TABLE sync_group_fingerprints (
+	source        TEXT NOT NULL,
+	group_key     TEXT NOT NULL,
+	group_id      TEXT NOT NULL,
+	digest        TEXT NOT NULL,
+	group_version INTEGER NOT NULL,
+	PRIMARY KEY (source, group_key)
+) WITHOUT ROWID;
