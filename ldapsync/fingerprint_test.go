@@ -2,10 +2,12 @@ package ldapsync
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
@@ -223,4 +225,48 @@ func groupKey(t *testing.T, e *env, name string) string {
 		t.Fatalf("group %s: %v", name, err)
 	}
 	return p.Items[0].SourceKey
+}
+
+// slowPrefetch holds the first ListLinks until the LDAP read has gone past
+// its second page.
+type slowPrefetch struct {
+	testStore
+	release chan struct{}
+	once    atomic.Bool
+}
+
+func (s *slowPrefetch) ListLinks(ctx context.Context, source, after string, limit int) ([]directory.SourceLink, error) {
+	if s.once.CompareAndSwap(false, true) {
+		select {
+		case <-s.release:
+		case <-time.After(10 * time.Second):
+			return nil, errors.New("the LDAP read waited for the store's state")
+		}
+	}
+	return s.testStore.ListLinks(ctx, source, after, limit)
+}
+
+// TestUserReadGoesOnDuringPrefetch: a full sync keeps reading users while
+// the store's state is still being read (the entries wait, mapped, in a
+// backlog), and the result is the same as with the state read first.
+func TestUserReadGoesOnDuringPrefetch(t *testing.T) {
+	sp := &slowPrefetch{testStore: openSQLite(t), release: make(chan struct{})}
+	sp.once.Store(true) // the first sync reads at its pace
+	e := newEnv(t, testenv.SlapdOptions{}, sp)
+	e.mustRun(RunOptions{Full: true})
+	// A change in the directory, then a full sync whose prefetch is slow.
+	e.ldap.Modify("dn: uid=carol,ou=people," + suffix + "\nchangetype: modify\nreplace: mail\nmail: carol.new@firm.example\n")
+	sp.once.Store(false)
+	e.hook = func(kind string, page int) {
+		if kind == "users" && page == 1 {
+			close(sp.release)
+		}
+	}
+	res := e.mustRun(RunOptions{Full: true})
+	if res.Counts["updated"] != 1 || res.Counts["unchanged"] != 4 || res.Counts["gone"] != 0 {
+		t.Fatalf("counts %v, want carol updated and the other 4 unchanged", res.Counts)
+	}
+	if got := e.user("carol").Email; got != "carol.new@firm.example" {
+		t.Fatalf("carol's e-mail = %q", got)
+	}
 }

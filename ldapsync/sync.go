@@ -308,21 +308,35 @@ func (r *run) prevRaw() string {
 // full reads every user and group, then (only if the read is complete and
 // big enough) writes memberships and marks what is missing as gone.
 func (r *run) full(ctx context.Context, next *cursor) error {
-	// The store's state is read while the first LDAP page is on its way.
+	// The store's state is read while the users are: entries read before
+	// it is done wait, mapped, in the backlog (userBatch).
 	pf := make(chan error, 1)
 	go func() { pf <- r.prefetch(ctx) }()
 	var pfErr error
-	r.waitPrefetch = func() error {
-		if pf != nil {
-			pfErr, pf = <-pf, nil
+	r.prefetchWait = func(block bool) (bool, error) {
+		if pf == nil {
+			return true, pfErr
 		}
-		return pfErr
+		if !block {
+			select {
+			case pfErr = <-pf:
+			default:
+				return false, nil
+			}
+		} else {
+			pfErr = <-pf
+		}
+		pf = nil
+		return true, pfErr
 	}
 	err := r.syncUsers(ctx, r.s.src.UserFilter)
-	if perr := r.waitPrefetch(); perr != nil {
+	if _, perr := r.prefetchWait(true); perr != nil {
 		return perr
 	}
 	if err != nil {
+		return err // what is in the backlog is not written
+	}
+	if err := r.drainBacklog(ctx); err != nil {
 		return err
 	}
 	if err := r.checkFraction("users", int64(r.usersSeen-r.keyless), r.prev.LastFullUsers, int64(r.liveLinks)); err != nil {

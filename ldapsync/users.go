@@ -49,8 +49,10 @@ type run struct {
 	seen         map[string]bool          // keys seen in this run
 	pending      map[string]string        // "attr\x00lower value" → key of a user created in this run
 	creates      []pendingCreate          // new users of the current batch
-	// waitPrefetch waits for a prefetch running beside the first LDAP read.
-	waitPrefetch func() error
+	// prefetchWait reports whether the prefetch running beside the user
+	// read (full runs) is done, waiting for it with block.
+	prefetchWait func(block bool) (bool, error)
+	backlog      []ldapUser // users read before the prefetch was done
 
 	// membership index: users of this run (full) or of live links (incremental)
 	dnIdx   map[string]int32
@@ -97,16 +99,48 @@ func (r *run) syncUsers(ctx context.Context, filter string) error {
 
 func timeLimit(d time.Duration) int { return int(d.Seconds()) }
 
+// maxBacklog bounds the users held while the prefetch runs (about 300
+// bytes each); past it the read waits.
+const maxBacklog = 50000
+
 func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
-	if r.waitPrefetch != nil {
-		if err := r.waitPrefetch(); err != nil {
+	users := make([]ldapUser, len(entries))
+	for i, e := range entries {
+		users[i] = r.m.user(e)
+	}
+	if r.prefetchWait != nil {
+		done, err := r.prefetchWait(len(r.backlog)+len(users) > maxBacklog)
+		if err != nil {
+			return err
+		}
+		if !done {
+			r.backlog = append(r.backlog, users...)
+			return nil
+		}
+		if err := r.drainBacklog(ctx); err != nil {
 			return err
 		}
 	}
+	return r.planBatch(ctx, users)
+}
+
+// drainBacklog plans and writes the users read while the prefetch ran.
+func (r *run) drainBacklog(ctx context.Context) error {
+	b := r.backlog
+	r.backlog = nil
+	for start := 0; start < len(b); start += r.s.src.BatchSize {
+		if err := r.planBatch(ctx, b[start:min(start+r.s.src.BatchSize, len(b))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planBatch plans a batch of users and writes it in one transaction.
+func (r *run) planBatch(ctx context.Context, users []ldapUser) error {
 	var ops []op
 	var items []directory.RunItem
-	for _, e := range entries {
-		u := r.m.user(e)
+	for _, u := range users {
 		r.usersSeen++
 		if r.m.ad {
 			if u.Change.usn > r.maxChange.usn {
