@@ -269,8 +269,12 @@ func (m *mapper) apply(u *directory.User, f fields) []string {
 
 type digest [16]byte
 
-func (f fields) digest() digest {
+func (f fields) digest() digest { return f.digestWith(nil) }
+
+// digestWith hashes prefix, then the fields.
+func (f fields) digestWith(prefix []byte) digest {
 	h := sha256.New()
+	h.Write(prefix)
 	for _, s := range []string{f.UserName, f.Email, f.GivenName, f.FamilyName, f.DisplayName, f.FirmNumber,
 		f.UsualRole, f.Location, f.UserType, strconv.FormatBool(f.Active)} {
 		h.Write([]byte(s))

@@ -2,7 +2,6 @@ package ldapsync
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -76,20 +75,36 @@ func (r *run) prefetch(ctx context.Context) error {
 			break
 		}
 	}
-	fresh := 0
+	// Fingerprints by key, then the users' versions: a fingerprint is
+	// fresh while its link's user is still at its version, not deleted.
+	fps := map[string]*linkInfo{} // user id → link with a fingerprint pending the version check
+	want := map[string]int64{}
 	err := r.s.st.ListFingerprints(ctx, r.s.source, func(f store.Fingerprint) error {
 		l := r.links[f.Key]
-		if l == nil || l.gone || l.userID != f.UserID || !f.Fresh() {
+		if l == nil || l.gone || l.userID != f.UserID || f.UserVersion <= 0 {
 			return nil
 		}
 		if d, ok := parseDigest(f.Digest); ok {
-			l.fp, l.fresh = d, true
-			fresh++
+			l.fp = d
+			fps[f.UserID], want[f.UserID] = l, f.UserVersion
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("ldapsync: list fingerprints: %w", err)
+	}
+	fresh := 0
+	if len(fps) > 0 {
+		err = r.s.st.ListUserVersions(ctx, func(v store.UserVersion) error {
+			if l := fps[v.ID]; l != nil && !v.Deleted && v.Version == want[v.ID] {
+				l.fresh = true
+				fresh++
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("ldapsync: list user versions: %w", err)
+		}
 	}
 	if stale := r.liveLinks - fresh; stale > staleBulkRead && stale > r.liveLinks/10 {
 		if err := r.loadUsers(ctx, true); err != nil {
@@ -161,17 +176,9 @@ func (r *run) unchanged(u ldapUser, link *linkInfo) bool {
 // changed mapping never matches an old fingerprint.
 func (r *run) fpDigest(f fields) digest {
 	if r.fpSalt == nil {
-		h := sha256.New()
-		fmt.Fprintf(h, "%s\x00%+v\x00", r.s.src.Dialect, r.s.src.Attributes)
-		r.fpSalt = h.Sum(nil)
+		r.fpSalt = []byte(fmt.Sprintf("%s\x00%+v\x00", r.s.src.Dialect, r.s.src.Attributes))
 	}
-	d := f.digest()
-	h := sha256.New()
-	h.Write(r.fpSalt)
-	h.Write(d[:])
-	var out digest
-	copy(out[:], h.Sum(nil))
-	return out
+	return f.digestWith(r.fpSalt)
 }
 
 // queueFingerprint records, for the current batch's commit, that entry key

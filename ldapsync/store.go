@@ -31,6 +31,7 @@ type Reader interface {
 	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
 	ListGroupFingerprints(ctx context.Context, source string) ([]store.GroupFingerprint, error)
 	ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error
+	ListUserVersions(ctx context.Context, fn func(store.UserVersion) error) error
 }
 
 // writer is the subset of store.Tx ldapsync writes with.

@@ -100,8 +100,8 @@ func (r *run) syncUsers(ctx context.Context, filter string) error {
 func timeLimit(d time.Duration) int { return int(d.Seconds()) }
 
 // maxBacklog bounds the users held while the prefetch runs (about 300
-// bytes each); past it the read waits.
-const maxBacklog = 50000
+// bytes each: 30 MB at most); past it the read waits.
+const maxBacklog = 100000
 
 func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
 	users := make([]ldapUser, len(entries))

@@ -84,10 +84,13 @@ type Reader interface {
 	ListRunItems(ctx context.Context, q RunItemQuery) ([]directory.RunItem, error)
 
 	GetCursor(ctx context.Context, source string) (string, error) // "" and ErrNotFound when unset
-	// ListFingerprints calls fn with each of a sync source's fingerprints
-	// (in user id order), each with its user's current version and deletion.
-	// fn must not call the store; an error from fn ends the read.
+	// ListFingerprints calls fn with each of a sync source's fingerprints,
+	// by key. fn must not call the store; an error from fn ends the read.
 	ListFingerprints(ctx context.Context, source string, fn func(Fingerprint) error) error
+	// ListUserVersions calls fn with every user's id, version and deletion
+	// (soft-deleted users included), in no particular order; as
+	// ListFingerprints.
+	ListUserVersions(ctx context.Context, fn func(UserVersion) error) error
 	// ListGroupFingerprints returns a sync source's group fingerprints by
 	// key, each with its group's current version and deletion.
 	ListGroupFingerprints(ctx context.Context, source string) ([]GroupFingerprint, error)
@@ -124,8 +127,8 @@ type BulkReader interface {
 // Fingerprint is a sync source's record of one comparison: its entry Key,
 // whose managed fields hash to Digest (the source's own hash), matched user
 // UserID at version UserVersion. Every user write bumps the user's version,
-// so while CurrentVersion == UserVersion (and the user is not deleted) the
-// user still holds what the entry had, and a sync that reads the same
+// so while the user is still at UserVersion (ListUserVersions) and not
+// deleted it still holds what the entry had, and a sync that reads the same
 // digest need not read the user. A cache: a missing or stale fingerprint
 // only costs that read.
 type Fingerprint struct {
@@ -133,15 +136,13 @@ type Fingerprint struct {
 	UserID      string
 	Digest      string
 	UserVersion int64
-	// Filled by ListFingerprints: the user's version now (0 when there is
-	// no such user) and whether it is soft-deleted.
-	CurrentVersion int64
-	Deleted        bool
 }
 
-// Fresh reports whether the fingerprint still describes its user.
-func (f Fingerprint) Fresh() bool {
-	return !f.Deleted && f.UserVersion > 0 && f.CurrentVersion == f.UserVersion
+// UserVersion is a user's current version and deletion (ListUserVersions).
+type UserVersion struct {
+	ID      string
+	Version int64
+	Deleted bool
 }
 
 // GroupFingerprint is Fingerprint for a group's members: the source's

@@ -13,35 +13,53 @@ import (
 // fingerprint is no domain fact, and a wrong one cannot hide a change,
 // because it only counts while its user is at the version it names.
 
-// ListFingerprints calls fn with each of a source's fingerprints, in user
-// id order, each with its user's current version (0 when there is no such
-// user) and deletion; one streamed query (fn must not call the store).
+// ListFingerprints calls fn with each of a source's fingerprints, by key;
+// one streamed query (fn must not call the store).
 func (r *reader) ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error {
 	const op = "list fingerprints"
-	rows, err := r.c.Query(ctx, `SELECT f.link_key, f.user_id, f.digest, f.user_version, u.version, u.deleted_at IS NOT NULL
-FROM sync_fingerprints f LEFT JOIN users AS u`+r.s.d.UserVersionIndex+` ON u.id = f.user_id
-WHERE f.source = ? ORDER BY f.user_id, f.link_key`, source)
+	rows, err := r.c.Query(ctx, `SELECT link_key, user_id, digest, user_version FROM sync_fingerprints WHERE source = ? ORDER BY link_key`, source)
 	if err != nil {
 		return fmt.Errorf("store: %s of %s: %w", op, source, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var f store.Fingerprint
-		var cur *int64
-		var deleted *bool
-		if err := rows.Scan(&f.Key, &f.UserID, &f.Digest, &f.UserVersion, &cur, &deleted); err != nil {
+		if err := rows.Scan(&f.Key, &f.UserID, &f.Digest, &f.UserVersion); err != nil {
 			return fmt.Errorf("store: %s of %s: %w", op, source, err)
 		}
-		if cur != nil {
-			f.CurrentVersion = *cur
-		}
-		f.Deleted = deleted != nil && *deleted
 		if err := fn(f); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("store: %s of %s: %w", op, source, err)
+	}
+	return nil
+}
+
+// ListUserVersions streams every user's id, version and deletion. It
+// reads them apart from the fingerprints and the caller joins the two: on
+// SQLite one pass over the covering index users_id_version_idx (about
+// 0.08 s for 100,000 users) where a join seeks into it once per
+// fingerprint (0.2-0.5 s).
+func (r *reader) ListUserVersions(ctx context.Context, fn func(store.UserVersion) error) error {
+	const op = "list user versions"
+	rows, err := r.c.Query(ctx, `SELECT id, version, deleted_at IS NOT NULL FROM users`+r.s.d.UserVersionIndex)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v store.UserVersion
+		if err := rows.Scan(&v.ID, &v.Version, &v.Deleted); err != nil {
+			return fmt.Errorf("store: %s: %w", op, err)
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	return nil
 }

@@ -2,14 +2,16 @@ package storetest
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
-// testFingerprints: a fingerprint is fresh only while its user stays at the
-// version it names; writing them records no audit event; bad input is
-// refused whole.
+// testFingerprints: fingerprints are stored and listed by key, writing
+// them records no audit event, bad input is refused whole; every user
+// write moves the version ListUserVersions reports, which is what makes a
+// fingerprint stale.
 func testFingerprints(e *env) {
 	t := e.t
 	u := e.createUser(user("alice", "alice@x.org"))
@@ -25,31 +27,24 @@ func testFingerprints(e *env) {
 	if got := len(e.events()); got != n {
 		t.Fatalf("PutFingerprints recorded %d audit events, want none", got-n)
 	}
-	list := func(source string) map[string]store.Fingerprint {
+	list := func(source string) []store.Fingerprint {
 		t.Helper()
-		out := map[string]store.Fingerprint{}
-		prev := ""
+		var out []store.Fingerprint
 		if err := e.s.ListFingerprints(e.ctx, source, func(f store.Fingerprint) error {
-			if f.UserID < prev {
-				t.Fatalf("ListFingerprints: user %q after %q, want user id order", f.UserID, prev)
-			}
-			prev = f.UserID
-			out[f.Key] = f
+			out = append(out, f)
 			return nil
 		}); err != nil {
 			t.Fatalf("ListFingerprints: %v", err)
 		}
 		return out
 	}
-	fs := list("ldap:corp")
-	if len(fs) != 3 {
-		t.Fatalf("ListFingerprints = %+v, want 3", fs)
+	want := []store.Fingerprint{
+		{Key: "k1", UserID: v.ID, Digest: "d-bob", UserVersion: v.Version},
+		{Key: "k2", UserID: u.ID, Digest: "d-alice", UserVersion: u.Version},
+		{Key: "k3", UserID: "no-such-user", Digest: "d-x", UserVersion: 1},
 	}
-	if a, b := fs["k2"], fs["k1"]; !a.Fresh() || !b.Fresh() || a.Digest != "d-alice" || a.UserID != u.ID || a.CurrentVersion != u.Version {
-		t.Fatalf("fresh fingerprints = %+v %+v", a, b)
-	}
-	if f := fs["k3"]; f.Fresh() || f.CurrentVersion != 0 {
-		t.Fatalf("fingerprint of a missing user = %+v, want not fresh", f)
+	if got := list("ldap:corp"); !slices.Equal(got, want) {
+		t.Fatalf("ListFingerprints = %+v, want %+v (by key)", got, want)
 	}
 	if p := list("ldap:other"); len(p) != 0 {
 		t.Fatalf("another source's fingerprints = %+v", p)
@@ -59,24 +54,38 @@ func testFingerprints(e *env) {
 	if err := e.s.ListFingerprints(e.ctx, "ldap:corp", func(store.Fingerprint) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("an error from fn: %v after %d calls, want it returned after 1", err, calls)
 	}
-
-	// Any write to the user (here a field no sync manages) makes it stale.
-	u.Location = "Leeds"
-	e.mustUpdate(func(tx store.Tx) error { return tx.UpdateUser(e.ctx, &u, 0) })
-	if f := list("ldap:corp")["k2"]; f.Fresh() || f.CurrentVersion != u.Version {
-		t.Fatalf("after the user's update: %+v, want stale at version %d", f, u.Version)
-	}
-	// Replacing it makes it fresh again.
+	// Replacing by key.
 	e.mustUpdate(func(tx store.Tx) error {
 		return tx.PutFingerprints(e.ctx, "ldap:corp", []store.Fingerprint{{Key: "k2", UserID: u.ID, Digest: "d-alice2", UserVersion: u.Version}})
 	})
-	if f := list("ldap:corp")["k2"]; !f.Fresh() || f.Digest != "d-alice2" {
-		t.Fatalf("replaced: %+v", f)
+	if got := list("ldap:corp"); len(got) != 3 || got[1].Digest != "d-alice2" {
+		t.Fatalf("replaced: %+v", got)
 	}
-	// A deleted user's fingerprint is never fresh.
+
+	versions := func() map[string]store.UserVersion {
+		t.Helper()
+		out := map[string]store.UserVersion{}
+		if err := e.s.ListUserVersions(e.ctx, func(x store.UserVersion) error {
+			out[x.ID] = x
+			return nil
+		}); err != nil {
+			t.Fatalf("ListUserVersions: %v", err)
+		}
+		return out
+	}
+	vs := versions()
+	if len(vs) != 2 || vs[u.ID].Version != u.Version || vs[v.ID].Version != v.Version || vs[u.ID].Deleted {
+		t.Fatalf("ListUserVersions = %+v", vs)
+	}
+	// Any write to the user (here a field no sync manages) moves it.
+	u.Location = "Leeds"
+	e.mustUpdate(func(tx store.Tx) error { return tx.UpdateUser(e.ctx, &u, 0) })
+	if x := versions()[u.ID]; x.Version != u.Version || x.Version == want[1].UserVersion {
+		t.Fatalf("after the user's update: %+v, want version %d (was %d)", x, u.Version, want[1].UserVersion)
+	}
 	e.mustUpdate(func(tx store.Tx) error { return tx.DeleteUser(e.ctx, v.ID) })
-	if f := list("ldap:corp")["k1"]; f.Fresh() || !f.Deleted {
-		t.Fatalf("deleted user's fingerprint: %+v", f)
+	if x := versions()[v.ID]; !x.Deleted || x.Version == want[0].UserVersion {
+		t.Fatalf("deleted user: %+v, want deleted at a new version", x)
 	}
 
 	// Bad input: nothing of the call is written.

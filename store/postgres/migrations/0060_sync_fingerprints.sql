@@ -14,8 +14,6 @@ CREATE TABLE sync_fingerprints (
 	user_version BIGINT NOT NULL,
 	PRIMARY KEY (source, link_key)
 );
--- The read goes in user id order (the order SQLite stores them in).
-CREATE INDEX sync_fingerprints_user_idx ON sync_fingerprints (source, user_id);
 
 -- The same for a source's groups: entry group_key's members (resolved,
 -- as the sync writes them) hashed to digest when group group_id was at

@@ -12,15 +12,11 @@ CREATE TABLE sync_fingerprints (
 	user_id      TEXT NOT NULL,
 	digest       TEXT NOT NULL,
 	user_version INTEGER NOT NULL,
-	-- Stored in user id order: the read joins users by id, and in this
-	-- order it walks users_id_version_idx once from start to end instead
-	-- of seeking at random (which re-reads its pages from disk).
-	PRIMARY KEY (source, user_id, link_key)
+	PRIMARY KEY (source, link_key)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX sync_fingerprints_key_uq ON sync_fingerprints (source, link_key);
--- The fingerprint read joins users by id for version and deleted_at only:
--- this covering index keeps it off the users table's pages (100,000 users:
--- a few MB instead of the whole table).
+-- The users' versions are read apart (ListUserVersions) from this covering
+-- index, off the users table's pages (100,000 users: a few MB instead of
+-- the whole table).
 CREATE INDEX users_id_version_idx ON users (id, version, deleted_at);
 
 -- The same for a source's groups: entry group_key's members (resolved,
