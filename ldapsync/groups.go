@@ -315,13 +315,12 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 				wantChildren[cid] = true
 			}
 		}
-		have := haveMembers[id]
-		if !strings.HasPrefix(id, "new:") && !stale[id] {
-			have = slices.Collect(maps.Keys(want)) // the fingerprint says so
+		var add, rem []string
+		if strings.HasPrefix(id, "new:") || stale[id] { // else the fingerprint says the members are want
+			add, rem = diff(want, haveMembers[id])
 		}
 		delete(haveMembers, id)
 		haveChildren := haveEdges[id]
-		add, rem := diff(want, have)
 		addC, remC := diff(wantChildren, haveChildren)
 		memberOps := len(add)+len(rem) > 0
 		if !memberOps && stale[id] {
