@@ -67,7 +67,21 @@ type LDAPSource struct {
 	// Overlap re-reads entries changed this long before the high-water mark
 	// in incremental runs (default 5m).
 	Overlap time.Duration `yaml:"overlap"`
+	// Referrals says what a search reference (RFC 4511 4.5.3: part of the
+	// subtree is held by another server) does to a run: "abort" (default)
+	// fails it before anything is marked gone, since the entries there
+	// were not read; "ignore" reads on and counts them, for a base DN
+	// whose referred parts hold no users or groups of this source (AD's
+	// DomainDnsZones, ForestDnsZones and Configuration under a domain
+	// root). They are never followed: the bind would go to another server.
+	Referrals string `yaml:"referrals"`
 }
+
+// Referral policies.
+const (
+	LDAPReferralsAbort  = "abort"
+	LDAPReferralsIgnore = "ignore"
+)
 
 // GroupPage is the page size of group reads: GroupPageSize, or (not set)
 // 100 or PageSize when that is smaller.
@@ -163,6 +177,7 @@ func (s *LDAPSource) ApplyDefaults() {
 	if s.RunTimeout == 0 {
 		s.RunTimeout = 30 * time.Minute
 	}
+	setDefault(&s.Referrals, LDAPReferralsAbort)
 	if s.MinFullFraction == nil {
 		v := DefaultLDAPMinFullFraction
 		s.MinFullFraction = &v
@@ -225,6 +240,11 @@ func (c *LDAPConfig) validate(p *Problems) {
 			// An empty password makes an unauthenticated bind (RFC 4513
 			// 5.1.2), which servers may accept as anonymous.
 			p.Addf(path+".bindPassword", "%s is empty", s.BindPassword.Source())
+		}
+		switch s.Referrals {
+		case LDAPReferralsAbort, LDAPReferralsIgnore, "":
+		default:
+			p.Addf(path+".referrals", "want abort or ignore, got %q", s.Referrals)
 		}
 		switch s.Dialect {
 		case LDAPDialectOpenLDAP, LDAPDialectAD, LDAPDialectGeneric:

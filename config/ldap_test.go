@@ -29,7 +29,7 @@ func TestLDAPExampleSection(t *testing.T) {
 	}
 	ad, _ := c.LDAP.Source("corp-ad")
 	if ad.BindPassword.Value() != "ad-secret" || ad.Attributes.StableID != "objectGUID" || ad.Attributes.UserName != "sAMAccountName" ||
-		ad.PageSize != 1000 || ad.GroupPageSize != 100 || ad.ShrinkGuard() != 0.5 || ad.GroupBaseDNs[0] != "OU=Staff,DC=corp,DC=example" ||
+		ad.PageSize != 1000 || ad.GroupPageSize != 100 || ad.ShrinkGuard() != 0.5 || ad.Referrals != LDAPReferralsAbort || ad.GroupBaseDNs[0] != "OU=Staff,DC=corp,DC=example" ||
 		!strings.Contains(ad.UserFilter, "objectCategory=person") {
 		t.Fatalf("corp-ad defaults = %+v", ad)
 	}
@@ -37,7 +37,7 @@ func TestLDAPExampleSection(t *testing.T) {
 
 func TestLDAPValidateReportsEveryProblem(t *testing.T) {
 	c := LDAPConfig{Sources: []LDAPSource{
-		{Name: "a", URL: "http://x", Dialect: "novell", MemberAttribute: "members", BindDN: "cn=x", Correlate: []string{"phone"}},
+		{Name: "a", URL: "http://x", Dialect: "novell", MemberAttribute: "members", BindDN: "cn=x", Correlate: []string{"phone"}, Referrals: "follow"},
 		{Name: "a", URL: "ldaps://x", StartTLS: true, UserBaseDNs: []string{"dc=x", "corp"}, MinFullFraction: ptr(2.0), GroupPageSize: -1, ClientCertFile: "c.pem"},
 	}}
 	c.defaults()
@@ -52,6 +52,7 @@ func TestLDAPValidateReportsEveryProblem(t *testing.T) {
 		"ldap.sources[0].url", "ldap.sources[0].dialect", "ldap.sources[0].memberAttribute", "ldap.sources[0].bindPassword",
 		"ldap.sources[0].userBaseDNs", "ldap.sources[0].correlate[0]", "ldap.sources[1].name: duplicate",
 		"ldap.sources[1].startTLS", "is not a DN", "ldap.sources[1].minFullFraction", "ldap.sources[1].groupPageSize", "ldap.sources[1].clientCertFile",
+		"ldap.sources[0].referrals: want abort or ignore",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("missing problem %q in:\n%s", want, all)

@@ -2,6 +2,7 @@ package ldapsync
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -132,9 +133,11 @@ func BenchmarkLDAPSync(b *testing.B) {
 					}
 					resetPeakRSS()
 					// DIRSYNCD_BENCH_LDAP_CPUPROFILE=FILE writes a CPU profile of
-					// the no-change full sync (FILE.<store>).
+					// the no-change full sync (FILE.<store>), or of the phase
+					// DIRSYNCD_BENCH_LDAP_PROFILE_PHASE names (full-first, ...).
 					var prof *os.File
-					if path := os.Getenv("DIRSYNCD_BENCH_LDAP_CPUPROFILE"); path != "" && name == "full-nochange" {
+					want := cmp.Or(os.Getenv("DIRSYNCD_BENCH_LDAP_PROFILE_PHASE"), "full-nochange")
+					if path := os.Getenv("DIRSYNCD_BENCH_LDAP_CPUPROFILE"); path != "" && name == want {
 						var err error
 						if prof, err = os.Create(path + "." + be.name); err != nil {
 							b.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/go-ldap/ldap/v3"
@@ -69,11 +70,37 @@ func tlsConfig(src config.LDAPSource) (*tls.Config, error) {
 }
 
 // ctxConn closes the underlying connection when ctx ends, so a blocking
-// go-ldap call returns.
+// go-ldap call returns. It also applies the source's referral policy to
+// every search (ldap.sources[].referrals): a search reference means part
+// of the subtree was not read.
 type ctxConn struct {
 	Conn
 	stop func() bool
 	once sync.Once
+
+	ignoreReferrals bool
+	referrals       int // ignored so far
+}
+
+// Search runs req; with the abort policy a result holding search
+// references is an error (ErrTruncated), naming them.
+func (c *ctxConn) Search(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	res, err := c.Conn.Search(req)
+	if err != nil || res == nil || len(res.Referrals) == 0 {
+		return res, err
+	}
+	if c.ignoreReferrals {
+		c.referrals += len(res.Referrals)
+		return res, nil
+	}
+	refs := res.Referrals
+	more := ""
+	if len(refs) > 3 {
+		refs, more = refs[:3], fmt.Sprintf(" and %d more", len(res.Referrals)-3)
+	}
+	return nil, fmt.Errorf("ldapsync: search %q: the server referred part of the subtree to %s%s, which was not read: %w "+
+		"(set referrals: ignore if no user or group of this source is there, or use a base DN below them)",
+		req.BaseDN, strings.Join(refs, ", "), more, ErrTruncated)
 }
 
 func withContext(ctx context.Context, c Conn) *ctxConn {

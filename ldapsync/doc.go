@@ -17,7 +17,19 @@
 // full read finished without error, truncation or a missing stable id, and
 // returned at least minFullFraction of the last successful full sync. A user
 // missing from such a read keeps its record: only its link is marked gone.
-// The cursor is stored only when a run succeeds.
+// The cursor is stored only when a run succeeds. A search reference (part
+// of the subtree on another server) aborts the run unless the source says
+// referrals: ignore; references are never followed.
+//
+// Speed of the scheduled case, a full sync of an unchanged directory: the
+// store's state is prefetched beside the user read (entries wait, mapped,
+// in a backlog), and fingerprints (state.go) let the run skip reading a
+// user or a group's members whose entry hashes as last time while the
+// user or group is still at the version it had then.
+//
+// Files: sync.go (runs, cursor, modes), users.go (user phase), state.go
+// (prefetch, fingerprints, look-ups), groups.go and graph.go (group phase),
+// entry.go (mapping), conn.go and wire.go (LDAP client, paged search).
 //
 // It talks to the store only through the Store interface declared here
 // (a subset of store.Store), and to LDAP through Conn (tests replay

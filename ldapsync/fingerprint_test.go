@@ -279,3 +279,32 @@ func TestUserReadGoesOnDuringPrefetch(t *testing.T) {
 		t.Fatalf("carol's e-mail = %q", got)
 	}
 }
+
+// TestReferralsAbortByDefault: a search reference means part of the
+// subtree was not read, so by default the run aborts before anything is
+// marked gone and names the reference; with referrals: ignore it reads on
+// and counts them.
+func TestReferralsAbortByDefault(t *testing.T) {
+	ldif := fixture(t) + `
+dn: ou=elsewhere,ou=people,` + suffix + `
+objectClass: referral
+objectClass: extensibleObject
+ou: elsewhere
+ref: ldap://other.example/ou=elsewhere,dc=example,dc=org
+`
+	e := newEnv(t, testenv.SlapdOptions{LDIF: ldif}, nil)
+	if e.src.Referrals != "abort" {
+		t.Fatalf("default referrals policy = %q, want abort", e.src.Referrals)
+	}
+	e.src.Referrals = "ignore"
+	res := e.mustRun(RunOptions{Full: true})
+	if res.Counts["referrals_ignored"] != 1 || res.Counts["created"] != 5 {
+		t.Fatalf("ignore: counts %v, want 5 users created and 1 referral ignored", res.Counts)
+	}
+	e.src.Referrals = "abort"
+	res, err := e.run(RunOptions{Full: true})
+	if !errors.Is(err, ErrTruncated) || res.Status != directory.RunAborted || !strings.Contains(err.Error(), "ldap://other.example/ou=elsewhere") {
+		t.Fatalf("abort: %v (status %s), want an aborted run naming the reference", err, res.Status)
+	}
+	e.assertNothingGone(5)
+}

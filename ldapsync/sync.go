@@ -176,8 +176,15 @@ func (r *run) execute(ctx context.Context) (*cursor, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.conn = withContext(ctx, c)
+	cc := withContext(ctx, c)
+	cc.ignoreReferrals = s.src.Referrals == config.LDAPReferralsIgnore
+	r.conn = cc
 	defer r.conn.Close()
+	defer func() {
+		if cc.referrals > 0 {
+			r.res.Counts["referrals_ignored"] = int64(cc.referrals)
+		}
+	}()
 
 	next := &cursor{Dialect: s.src.Dialect, LastFullUsers: r.prev.LastFullUsers, LastFullGroups: r.prev.LastFullGroups,
 		ModifyTimestamp: r.prev.ModifyTimestamp, USN: r.prev.USN, InvocationID: r.prev.InvocationID}
