@@ -125,6 +125,12 @@ func (c *ctxConn) Close() error {
 // never complete.
 func pagedSearch(ctx context.Context, c Conn, base, filter string, attrs []string, pageSize int, timeLimit int,
 	fn func(entries []*ldap.Entry) error) error {
+	return pagedSearchWith(ctx, c, base, filter, attrs, pageSize, timeLimit, nil, fn)
+}
+
+// pagedSearchWith is pagedSearch with extra request controls.
+func pagedSearchWith(ctx context.Context, c Conn, base, filter string, attrs []string, pageSize int, timeLimit int,
+	extra []ldap.Control, fn func(entries []*ldap.Entry) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type page struct {
@@ -136,7 +142,7 @@ func pagedSearch(ctx context.Context, c Conn, base, filter string, attrs []strin
 		defer close(pages)
 		paging := ldap.NewControlPaging(uint32(pageSize))
 		for n := 0; ; n++ {
-			entries, cookie, err := searchPage(ctx, c, base, filter, attrs, timeLimit, paging, n)
+			entries, cookie, err := searchPage(ctx, c, base, filter, attrs, timeLimit, append([]ldap.Control{paging}, extra...), n)
 			select {
 			case pages <- page{entries, err}:
 			case <-ctx.Done():
@@ -161,12 +167,12 @@ func pagedSearch(ctx context.Context, c Conn, base, filter string, attrs []strin
 
 // searchPage requests one page; the returned cookie is empty on the last.
 func searchPage(ctx context.Context, c Conn, base, filter string, attrs []string, timeLimit int,
-	paging *ldap.ControlPaging, n int) ([]*ldap.Entry, []byte, error) {
+	controls []ldap.Control, n int) ([]*ldap.Entry, []byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("ldapsync: search %q: %w", base, err)
 	}
 	req := ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, timeLimit, false,
-		filter, attrs, []ldap.Control{paging})
+		filter, attrs, controls)
 	res, err := c.Search(req)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {

@@ -10,7 +10,8 @@
 // no per-group server round trip), full and incremental runs with their
 // cursors (OpenLDAP modifyTimestamp with an overlap window; AD uSNChanged
 // with highestCommittedUSN and the DC's invocationId, a different DC forcing
-// a full sync), the safety rules, the run report and the dry-run plan.
+// a full sync; deletions read from AD tombstones, tombstones.go), the safety
+// rules, the run report and the dry-run plan.
 //
 // Safety: users are created and updated as pages stream in, but nothing is
 // removed (links marked gone, memberships removed, groups deleted) until a

@@ -27,6 +27,10 @@ type replayConn struct {
 	noCookie bool // drop the paging control after the first page (a broken server)
 	// pageSizes records "filter size" for every paged search
 	pageSizes []string
+	// controls records "filter oid..." for every search
+	controls []string
+	// failFilter: a search with this filter fails with a network error
+	failFilter string
 }
 
 type recReq struct {
@@ -93,6 +97,14 @@ func (c *replayConn) Search(req *ldap.SearchRequest) (*ldap.SearchResult, error)
 		return nil, ldap.NewError(ldap.ErrorNetwork, fmt.Errorf("connection closed"))
 	}
 	c.log = append(c.log, fmt.Sprintf("%d %q %s %v", req.Scope, req.BaseDN, req.Filter, req.Attributes))
+	ctl := req.Filter
+	for _, x := range req.Controls {
+		ctl += " " + x.GetControlType()
+	}
+	c.controls = append(c.controls, ctl)
+	if c.failFilter != "" && req.Filter == c.failFilter {
+		return nil, ldap.NewError(ldap.ErrorNetwork, fmt.Errorf("connection reset"))
+	}
 	for _, r := range c.reqs {
 		if !strings.EqualFold(r.Base, req.BaseDN) || r.Scope != req.Scope || r.Filter != req.Filter {
 			continue

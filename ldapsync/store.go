@@ -28,6 +28,7 @@ type Reader interface {
 	GetCursor(ctx context.Context, source string) (string, error)
 	ListSourceMemberships(ctx context.Context, source string, fn func(store.GroupMembership) error) error
 	ListGroupEdges(ctx context.Context) ([]store.GroupEdge, error)
+	FindGroupBySourceKey(ctx context.Context, source, key string) (directory.Group, error)
 	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
 	ListGroupFingerprints(ctx context.Context, source string) ([]store.GroupFingerprint, error)
 	ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error

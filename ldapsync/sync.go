@@ -422,6 +422,11 @@ func (r *run) incremental(ctx context.Context, next *cursor) error {
 		return err
 	}
 	r.res.Counts["users_seen"] = int64(r.usersSeen)
+	if r.m.ad {
+		if err := r.tombstones(ctx); err != nil { // tombstones.go
+			return err
+		}
+	}
 	changed, err := r.countGroups(ctx, "(&"+r.s.src.GroupFilter+since+")")
 	if err != nil {
 		return err
