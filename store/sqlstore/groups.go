@@ -358,8 +358,9 @@ func (t *txn) AddMembers(ctx context.Context, groupID string, userIDs []string) 
 	// users to add are checked and share-locked, so a concurrent DeleteUser
 	// is waited for and then seen. (Members are not locked: DeleteUser
 	// locks a member's user row before its groups.)
+	// (SQLite: from the covering index, not each user's table row.)
 	in, arg = t.s.d.InList("id", add)
-	live, err := t.strings(ctx, `SELECT id FROM users WHERE deleted_at IS NULL AND `+in+` ORDER BY id`+t.forShare(), arg)
+	live, err := t.strings(ctx, `SELECT id FROM users`+t.s.d.UserVersionIndex+` WHERE deleted_at IS NULL AND `+in+` ORDER BY id`+t.forShare(), arg)
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
