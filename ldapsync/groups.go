@@ -363,11 +363,18 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 			if !memberOps {
 				return nil
 			}
-			cur, err := w.GetGroup(ctx, id) // its version after the member writes
+			// The members were read outside this transaction: another
+			// writer's change since then moved the version too, so the
+			// version after these writes alone says nothing. The members
+			// are read again here, between two reads of the version.
+			v, ok, err := r.membersAre(ctx, w, id, want)
 			if err != nil {
-				return fmt.Errorf("ldapsync: read group %s: %w", g.dn, err)
+				return fmt.Errorf("ldapsync: group %s: %w", g.dn, err)
 			}
-			return r.putGroupFingerprints(ctx, w, []store.GroupFingerprint{{Key: g.key, GroupID: id, Digest: digests[i], GroupVersion: cur.Version}})
+			if !ok {
+				return nil // another writer changed them: no fingerprint, read next time
+			}
+			return r.putGroupFingerprints(ctx, w, []store.GroupFingerprint{{Key: g.key, GroupID: id, Digest: digests[i], GroupVersion: v}})
 		})
 		if len(addC) > 0 {
 			// Added after every removal so that a moved edge never makes a
@@ -475,6 +482,46 @@ func (r *run) storedGraph(ctx context.Context, groups map[string]bool) (members,
 		}
 	}
 	return members, children, nil
+}
+
+// membersAre reports, in w's transaction, whether group id's members are
+// want (without users not created) and at which version: the version read
+// before and after the members, equal, so that no member write committed
+// in between (every member write moves the version in its transaction).
+func (r *run) membersAre(ctx context.Context, w writer, id string, want map[string]bool) (int64, bool, error) {
+	before, err := w.GetGroup(ctx, id)
+	if err != nil {
+		return 0, false, fmt.Errorf("read group: %w", err)
+	}
+	n := 0
+	for x := range want {
+		if !strings.HasPrefix(x, "new:") {
+			n++
+		}
+	}
+	same := true
+	have, after := 0, ""
+	for {
+		p, err := w.ListGroupMembers(ctx, id, after, 10000)
+		if err != nil {
+			return 0, false, fmt.Errorf("list members: %w", err)
+		}
+		for _, x := range p {
+			if !want[x] {
+				same = false
+			}
+		}
+		have += len(p)
+		if len(p) < 10000 {
+			break
+		}
+		after = p[len(p)-1]
+	}
+	cur, err := w.GetGroup(ctx, id)
+	if err != nil {
+		return 0, false, fmt.Errorf("read group: %w", err)
+	}
+	return before.Version, same && have == n && cur.Version == before.Version && cur.DeletedAt == nil, nil
 }
 
 // bulkMemberRead: more groups to read than this are read in one query.

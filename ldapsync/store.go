@@ -56,6 +56,7 @@ type writer interface {
 	PutFingerprints(ctx context.Context, source string, fps []store.Fingerprint) error
 	PutGroupFingerprints(ctx context.Context, source string, fps []store.GroupFingerprint) error
 	GetGroup(ctx context.Context, id string) (directory.Group, error)
+	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
 }
 
 var _ writer = store.Tx(nil)
