@@ -66,25 +66,40 @@ func (r *reader) ListUserVersions(ctx context.Context, fn func(store.UserVersion
 
 // PutFingerprints creates or replaces fingerprints by key.
 func (t *txn) PutFingerprints(ctx context.Context, source string, fps []store.Fingerprint) error {
-	const op = "put fingerprints"
+	return t.putFingerprints(ctx, fpTable{op: "put fingerprints", table: "sync_fingerprints", key: "link_key", id: "user_id",
+		version: "user_version", what: "user"}, source, len(fps), func(i int) (string, string, string, int64) {
+		f := fps[i]
+		return f.Key, f.UserID, f.Digest, f.UserVersion
+	})
+}
+
+// fpTable names a fingerprint table's columns.
+type fpTable struct{ op, table, key, id, version, what string }
+
+// putFingerprints upserts n fingerprints (row i from get) into tb, refusing
+// the whole call when one lacks a field or a key is given twice.
+func (t *txn) putFingerprints(ctx context.Context, tb fpTable, source string, n int, get func(i int) (key, id, digest string, v int64)) error {
 	if source == "" {
-		return fmt.Errorf("store: %s: source is required", op)
+		return fmt.Errorf("store: %s: source is required", tb.op)
 	}
-	rows := make([][]any, len(fps))
-	seen := make(map[string]bool, len(fps))
-	for i, f := range fps {
-		if f.Key == "" || f.UserID == "" || f.Digest == "" || f.UserVersion <= 0 {
-			return fmt.Errorf("store: %s of %s: fingerprint %d (key %q): key, user id, digest and a user version are required", op, source, i, f.Key)
+	rows := make([][]any, n)
+	seen := make(map[string]bool, n)
+	for i := range n {
+		key, id, digest, v := get(i)
+		if key == "" || id == "" || digest == "" || v <= 0 {
+			return fmt.Errorf("store: %s of %s: fingerprint %d (key %q): key, %s id, digest and a %s version are required",
+				tb.op, source, i, key, tb.what, tb.what)
 		}
-		if seen[f.Key] {
-			return fmt.Errorf("store: %s of %s: key %q given twice", op, source, f.Key)
+		if seen[key] {
+			return fmt.Errorf("store: %s of %s: key %q given twice", tb.op, source, key)
 		}
-		seen[f.Key] = true
-		rows[i] = []any{source, f.Key, f.UserID, f.Digest, f.UserVersion}
+		seen[key] = true
+		rows[i] = []any{source, key, id, digest, v}
 	}
-	if err := t.bulkInsert(ctx, "sync_fingerprints", []string{"source", "link_key", "user_id", "digest", "user_version"}, rows,
-		` ON CONFLICT (source, link_key) DO UPDATE SET user_id = excluded.user_id, digest = excluded.digest, user_version = excluded.user_version`); err != nil {
-		return fmt.Errorf("store: %s of %s: %w", op, source, t.s.mapErr(err))
+	suffix := fmt.Sprintf(` ON CONFLICT (source, %[1]s) DO UPDATE SET %[2]s = excluded.%[2]s, digest = excluded.digest, %[3]s = excluded.%[3]s`,
+		tb.key, tb.id, tb.version)
+	if err := t.bulkInsert(ctx, tb.table, []string{"source", tb.key, tb.id, "digest", tb.version}, rows, suffix); err != nil {
+		return fmt.Errorf("store: %s of %s: %w", tb.op, source, t.s.mapErr(err))
 	}
 	return nil
 }
@@ -122,25 +137,9 @@ WHERE f.source = ? ORDER BY f.group_key`, source)
 
 // PutGroupFingerprints creates or replaces group fingerprints by key.
 func (t *txn) PutGroupFingerprints(ctx context.Context, source string, fps []store.GroupFingerprint) error {
-	const op = "put group fingerprints"
-	if source == "" {
-		return fmt.Errorf("store: %s: source is required", op)
-	}
-	rows := make([][]any, len(fps))
-	seen := make(map[string]bool, len(fps))
-	for i, f := range fps {
-		if f.Key == "" || f.GroupID == "" || f.Digest == "" || f.GroupVersion <= 0 {
-			return fmt.Errorf("store: %s of %s: fingerprint %d (key %q): key, group id, digest and a group version are required", op, source, i, f.Key)
-		}
-		if seen[f.Key] {
-			return fmt.Errorf("store: %s of %s: key %q given twice", op, source, f.Key)
-		}
-		seen[f.Key] = true
-		rows[i] = []any{source, f.Key, f.GroupID, f.Digest, f.GroupVersion}
-	}
-	if err := t.bulkInsert(ctx, "sync_group_fingerprints", []string{"source", "group_key", "group_id", "digest", "group_version"}, rows,
-		` ON CONFLICT (source, group_key) DO UPDATE SET group_id = excluded.group_id, digest = excluded.digest, group_version = excluded.group_version`); err != nil {
-		return fmt.Errorf("store: %s of %s: %w", op, source, t.s.mapErr(err))
-	}
-	return nil
+	return t.putFingerprints(ctx, fpTable{op: "put group fingerprints", table: "sync_group_fingerprints", key: "group_key",
+		id: "group_id", version: "group_version", what: "group"}, source, len(fps), func(i int) (string, string, string, int64) {
+		f := fps[i]
+		return f.Key, f.GroupID, f.Digest, f.GroupVersion
+	})
 }
