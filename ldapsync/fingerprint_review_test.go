@@ -2,11 +2,16 @@ package ldapsync
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
 
 	"github.com/dirsyncd/dirsyncd/audit"
+	"github.com/dirsyncd/dirsyncd/config"
 	"github.com/dirsyncd/dirsyncd/internal/testenv"
 	"github.com/dirsyncd/dirsyncd/store"
 )
@@ -85,5 +90,78 @@ func TestGroupFingerprintConcurrentMemberWrite(t *testing.T) {
 	res = e.mustRun(RunOptions{Full: true})
 	if got := e.groupMembers("solo"); !slices.Equal(got, []string{"erin"}) {
 		t.Fatalf("solo = %v (counts %v), want [erin]: a fingerprint recorded after another writer's change hid it", got, res.Counts)
+	}
+}
+
+// failPageConn answers the search with filter from its second page on
+// with an LDAP result error of code.
+type failPageConn struct {
+	*replayConn
+	filter string
+	code   uint16
+}
+
+func (c *failPageConn) Search(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	if req.Filter == c.filter {
+		if p, _ := ldap.FindControl(req.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging); p != nil && len(p.Cookie) > 0 {
+			return nil, ldap.NewError(c.code, errors.New("access to the rest of the container denied"))
+		}
+	}
+	return c.replayConn.Search(req)
+}
+
+// TestTombstonesUnreadableMidReadCountsNothing: when the deleted objects
+// become unreadable after a first page, the run goes on without any
+// tombstone (nothing is marked gone or removed), and its counts and report
+// must say so: no "gone" or "groups_gone" for writes that never happened.
+func TestTombstonesUnreadableMidReadCountsNothing(t *testing.T) {
+	st := openSQLite(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC)
+	run := func(phase string, wrap func(*replayConn) Conn) (*Result, error) {
+		t.Helper()
+		c := loadRecorded(t, phase)
+		var conn Conn = c
+		if wrap != nil {
+			conn = wrap(c)
+		}
+		dial := func(context.Context, config.LDAPSource) (Conn, error) {
+			c.mu.Lock()
+			c.closed = false
+			c.mu.Unlock()
+			return conn, nil
+		}
+		s := New(adSource(), st, Options{Now: func() time.Time { return now }, Dial: dial})
+		return s.Run(ctx, RunOptions{})
+	}
+	if _, err := run("full", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("incremental", nil); err != nil {
+		t.Fatal(err)
+	}
+	js, err := st.GetUserByUserName(ctx, "jsmith")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := run("tombstones", func(c *replayConn) Conn {
+		return &failPageConn{replayConn: c, filter: "(&(isDeleted=TRUE)(uSNChanged>=5101))", code: ldap.LDAPResultInsufficientAccessRights}
+	})
+	if err != nil || res.Counts["tombstones_unreadable"] != 1 {
+		t.Fatalf("unreadable second page: %v, counts %v", err, res.Counts)
+	}
+	ls, _ := st.ListUserLinks(ctx, js.ID)
+	if len(ls) != 1 || ls[0].GoneAt != nil {
+		t.Fatalf("jsmith's link after an unreadable tombstone read: %+v", ls)
+	}
+	if p, _ := st.ListGroups(ctx, storeGroupByName("Supervisors")); len(p.Items) != 1 {
+		t.Fatalf("Supervisors after an unreadable tombstone read: %+v", p.Items)
+	}
+	if res.Counts["gone"] != 0 || res.Counts["groups_gone"] != 0 {
+		t.Fatalf("counts %v: gone/groups_gone counted for tombstones that were not applied", res.Counts)
+	}
+	run2, err := st.GetRun(ctx, res.RunID)
+	if err != nil || run2.Counts["gone"] != 0 || run2.Counts["groups_gone"] != 0 {
+		t.Fatalf("run record counts %v (%v): deletions reported that were not written", run2.Counts, err)
 	}
 }

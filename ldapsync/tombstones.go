@@ -64,6 +64,9 @@ func (r *run) tombstones(ctx context.Context) error {
 	attrs := []string{r.s.src.Attributes.StableID, "lastKnownParent", "uSNChanged", "objectClass"}
 	var ops []op
 	var items []directory.RunItem
+	// planTombstone counts what it plans; a read that becomes unreadable
+	// part way applies nothing, so it counts nothing either.
+	gone, groupsGone := r.res.Counts["gone"], r.res.Counts["groups_gone"]
 	err := pagedSearchWith(ctx, r.conn, base, filter, attrs, r.s.src.PageSize, timeLimit(r.s.src.RequestTimeout),
 		[]ldap.Control{ldap.NewControlMicrosoftShowDeleted()}, func(entries []*ldap.Entry) error {
 			for _, e := range entries {
@@ -83,6 +86,8 @@ func (r *run) tombstones(ctx context.Context) error {
 	if ldap.IsErrorAnyOf(err, tombstoneUnreadable...) {
 		r.log.Warn("ldap sync: deleted objects not readable; deletions wait for the next full sync", zap.String("base", base), zap.Error(err))
 		r.res.Counts["tombstones_unreadable"] = 1
+		r.setCount("gone", gone)
+		r.setCount("groups_gone", groupsGone)
 		return nil
 	}
 	if err != nil {
@@ -122,4 +127,13 @@ func (r *run) planTombstone(ctx context.Context, key string, e *ldap.Entry) ([]o
 			return nil
 		}}, []directory.RunItem{r.item("gone", "group", g.ID,
 			fmt.Sprintf("entry %s was deleted in Active Directory (tombstone, last in %s): group removed (soft)", g.DN, where))}, nil
+}
+
+// setCount sets a count, leaving out a zero one as if never counted.
+func (r *run) setCount(name string, v int64) {
+	if v == 0 {
+		delete(r.res.Counts, name)
+		return
+	}
+	r.res.Counts[name] = v
 }
