@@ -165,3 +165,33 @@ func TestTombstonesUnreadableMidReadCountsNothing(t *testing.T) {
 		t.Fatalf("run record counts %v (%v): deletions reported that were not written", run2.Counts, err)
 	}
 }
+
+// TestIncrementalGroupRebuildSkipsDeletedUsers: a user deleted in dirsyncd
+// keeps its live link (its entry is still in the directory) but has no
+// memberships. An incremental run that rebuilds memberships from the links
+// after a group change must not try to add it back (the store refuses a
+// deleted member, which failed every incremental until the next full sync,
+// missing every change in between); the full sync leaves it out as well.
+func TestIncrementalGroupRebuildSkipsDeletedUsers(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testenv.SlapdOptions{}, nil)
+	e.mustRun(RunOptions{Full: true})
+	erin := e.user("erin")
+	if err := e.st.Update(ctx, audit.Meta{Actor: "admin:test"}, func(ctx context.Context, tx store.Tx) error {
+		return tx.DeleteUser(ctx, erin.ID)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.ldap.Modify("dn: cn=solo,ou=groups," + suffix + "\nchangetype: modify\nadd: member\nmember: uid=alice,ou=people," + suffix + "\n")
+	res, err := e.run(RunOptions{})
+	if err != nil || res.Mode != ModeIncremental || res.Counts["groups_changed"] != 1 {
+		t.Fatalf("incremental after a group change: %v (mode %s, counts %v)", err, res.Mode, res.Counts)
+	}
+	if got := e.groupMembers("solo"); !slices.Equal(got, []string{"alice"}) {
+		t.Fatalf("solo = %v after the incremental, want [alice]", got)
+	}
+	e.mustRun(RunOptions{Full: true})
+	if got := e.groupMembers("solo"); !slices.Equal(got, []string{"alice"}) {
+		t.Fatalf("solo = %v after the full sync, want [alice]", got)
+	}
+}

@@ -489,10 +489,25 @@ func (r *run) index(u ldapUser, id string) int32 {
 // (incremental runs, where not every user was read).
 func (r *run) indexFromLinks(ctx context.Context) error {
 	r.dnIdx, r.nameIdx, r.ids = map[string]int32{}, map[string]int32{}, nil
+	// A user deleted in dirsyncd keeps its live link while its entry is in
+	// the directory, but can be no member (the store refuses it): as in a
+	// full run (planUser), it is left out of the index.
+	deleted := map[string]bool{}
+	if err := r.s.st.ListUserVersions(ctx, func(v store.UserVersion) error {
+		if v.Deleted {
+			deleted[v.ID] = true
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("ldapsync: list user versions: %w", err)
+	}
 	names := map[string]string{}
 	if r.s.src.MemberAttribute == "memberUid" {
 		// memberUid holds userNames: index the linked users' names.
 		for id := range r.linkedUser {
+			if deleted[id] {
+				continue
+			}
 			u, err := r.s.st.GetUser(ctx, id)
 			if err != nil {
 				return fmt.Errorf("ldapsync: read user %s: %w", id, err)
@@ -507,7 +522,7 @@ func (r *run) indexFromLinks(ctx context.Context) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		l := r.links[k]
-		if l.gone {
+		if l.gone || deleted[l.userID] {
 			continue
 		}
 		i := int32(len(r.ids))
