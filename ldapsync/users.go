@@ -2,6 +2,7 @@ package ldapsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -334,16 +335,26 @@ func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunIt
 	if len(changed) > 0 {
 		f := u.F
 		ops = append(ops, func(ctx context.Context, w writer) error {
-			cur, err := w.GetUser(ctx, userID)
-			if err != nil {
-				return fmt.Errorf("ldapsync: read user %s: %w", userID, err)
-			}
-			if len(r.m.apply(&cur, f)) > 0 {
-				if err := w.UpdateUser(ctx, &cur, 0); err != nil {
-					return fmt.Errorf("ldapsync: update user %s: %w", userID, err)
+			// The user is read without a lock: the update expects the
+			// version read, so a change another writer commits in between
+			// (to a field this source does not manage) is read and kept,
+			// not overwritten.
+			for attempt := 1; ; attempt++ {
+				cur, err := w.GetUser(ctx, userID)
+				if err != nil {
+					return fmt.Errorf("ldapsync: read user %s: %w", userID, err)
 				}
+				if len(r.m.apply(&cur, f)) > 0 {
+					err := w.UpdateUser(ctx, &cur, cur.Version)
+					if errors.Is(err, store.ErrVersionMismatch) && attempt < 5 {
+						continue
+					}
+					if err != nil {
+						return fmt.Errorf("ldapsync: update user %s: %w", userID, err)
+					}
+				}
+				return r.putFingerprints(ctx, w, []store.Fingerprint{r.fingerprint(u.Key, userID, f, cur.Version)})
 			}
-			return r.putFingerprints(ctx, w, []store.Fingerprint{r.fingerprint(u.Key, userID, f, cur.Version)})
 		})
 		reasons = append(reasons, "changed: "+strings.Join(changed, ", "))
 		r.trackFields(userID, u.F)
