@@ -179,6 +179,23 @@ func BenchmarkLDAPSync(b *testing.B) {
 				if writes != 0 {
 					b.Errorf("no-change full sync wrote %d audit events", writes)
 				}
+				// The first full sync after an upgrade: no fingerprints yet
+				// (every user and group compared with the store, then the
+				// fingerprints written; still no domain change).
+				if raw, ok := st.(interface {
+					TestingExecRaw(ctx context.Context, q string) error
+				}); ok {
+					for _, q := range []string{"DELETE FROM sync_fingerprints", "DELETE FROM sync_group_fingerprints"} {
+						if err := raw.TestingExecRaw(context.Background(), q); err != nil {
+							b.Fatal(err)
+						}
+					}
+					up := phase("full-nofingerprints", RunOptions{Full: true})
+					if up.Counts["created"]+up.Counts["updated"]+up.Counts["gone"]+up.Counts["members_added"]+up.Counts["members_removed"] != 0 {
+						b.Errorf("full sync without fingerprints changed something: %v", up.Counts)
+					}
+					phase("full-nochange-again", RunOptions{Full: true})
+				}
 				// 100 changed entries, then an incremental run.
 				var mods strings.Builder
 				for i := range 100 {
