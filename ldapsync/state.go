@@ -16,7 +16,8 @@ import (
 // Fingerprints (store.Fingerprint) make a full sync of an unchanged
 // directory cheap: after each comparison the run records "entry K, whose
 // mapped fields hash to D, matched user U at version V". The next full run
-// reads the links and fingerprints (one streamed query) and, for an
+// reads the links, the fingerprints and the users' versions (one streamed
+// query each) and, for an
 // entry that still hashes to D while its user is still at version V, knows
 // without reading the user that nothing changed: every user write bumps
 // the version, whoever makes it (SCIM, an admin, another source). Any other
@@ -24,14 +25,14 @@ import (
 // are missing or stale (the first full sync after an upgrade, a mass change
 // made elsewhere), the users are read in bulk instead of one by one
 // (staleBulkRead). The e-mail and userName lookups that correlation needs
-// are read on the first entry that needs them (loadUsers), which an
-// unchanged directory never has.
+// are queried one by one (up to pointLookupMax), then read in bulk
+// (loadUsers); an unchanged directory needs none.
 
 type linkInfo struct {
 	userID, dn string
 	gone       bool
-	fp         digest // the fingerprint's digest, when fresh
-	fresh      bool   // a fresh fingerprint of this link's user
+	fp         digest // the fingerprint's digest
+	fresh      bool   // the fingerprint is of this link's user, still at its version
 }
 
 type userInfo struct {

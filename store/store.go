@@ -153,7 +153,9 @@ type GroupFingerprint struct {
 	GroupID      string
 	Digest       string
 	GroupVersion int64
-	// Filled by ListGroupFingerprints, as for Fingerprint.
+	// Filled by ListGroupFingerprints (joined there: a source has few
+	// groups): the group's version now (0 when there is no such group)
+	// and whether it is soft-deleted.
 	CurrentVersion int64
 	Deleted        bool
 }
