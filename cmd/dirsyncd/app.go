@@ -159,48 +159,19 @@ func buildLogger(c *config.Config, w io.Writer) (*zap.Logger, error) {
 // open opens the configured store once (PostgreSQL: retrying the first
 // connection for store.connectTimeout) and applies migrations. Commands
 // call it lazily, so `version` and `check-config` never touch a database.
-// Dry runs use openExisting instead, which never migrates.
-func (a *App) open(ctx context.Context) (store.Store, error) {
-	if a.Store != nil {
-		return a.Store, nil
-	}
-	if a.Config == nil {
-		return nil, errors.New("dirsyncd: configuration not loaded")
-	}
-	c := a.Config.Store
-	log := a.Logger // the store names its logger "store"
-	if c.Driver == "sqlite" {
-		if dir := filepath.Dir(c.Path); dir != "" {
-			if err := os.MkdirAll(dir, 0o750); err != nil {
-				return nil, fmt.Errorf("dirsyncd: create store directory: %w", err)
-			}
-		}
-	}
-	st, err := openStore(ctx, c, log, a.Now)
-	if err != nil {
-		return nil, err
-	}
-	if err := st.Migrate(ctx); err != nil {
-		_ = st.Close()
-		return nil, fmt.Errorf("dirsyncd: migrate %s store: %w", c.Driver, err)
-	}
-	a.Store = st
-	a.OnClose(st.Close)
-	return st, nil
-}
+func (a *App) open(ctx context.Context) (store.Store, error) { return a.openFor(ctx, false) }
 
-// migrationChecker is what openExisting needs of a store besides
-// store.Store: the migrations the database lacks, read without writing
-// (sqlstore.Store has it).
+// migrationChecker is what a dry run needs of a store besides store.Store:
+// the migrations the database lacks, read without writing (sqlstore.Store
+// has it).
 type migrationChecker interface {
 	PendingMigrations(ctx context.Context) ([]string, error)
 }
 
-// openExisting is open for dry runs, which write nothing, not even
-// migrations: it opens the configured store without migrating it and
-// refuses one that is not fully migrated. It never creates the SQLite file
-// or its directory.
-func (a *App) openExisting(ctx context.Context) (store.Store, error) {
+// openFor is open; with dryRun (dry runs write nothing, not even
+// migrations) it never migrates and refuses a store that is not fully
+// migrated, and never creates the SQLite file or its directory.
+func (a *App) openFor(ctx context.Context, dryRun bool) (store.Store, error) {
 	if a.Store != nil {
 		return a.Store, nil
 	}
@@ -208,35 +179,57 @@ func (a *App) openExisting(ctx context.Context) (store.Store, error) {
 		return nil, errors.New("dirsyncd: configuration not loaded")
 	}
 	c := a.Config.Store
-	if c.Driver == "sqlite" && c.Path != ":memory:" {
-		if _, err := os.Stat(c.Path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("dirsyncd: sqlite store %s does not exist: run `dirsyncd migrate` first (a dry run writes nothing, not even the database)", c.Path)
-		} else if err != nil {
-			return nil, fmt.Errorf("dirsyncd: sqlite store: %w", err)
+	if c.Driver == "sqlite" {
+		switch {
+		case dryRun && c.Path != ":memory:":
+			if _, err := os.Stat(c.Path); errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("dirsyncd: sqlite store %s does not exist: run `dirsyncd migrate` first (a dry run writes nothing, not even the database)", c.Path)
+			} else if err != nil {
+				return nil, fmt.Errorf("dirsyncd: sqlite store: %w", err)
+			}
+		case !dryRun:
+			if dir := filepath.Dir(c.Path); dir != "" {
+				if err := os.MkdirAll(dir, 0o750); err != nil {
+					return nil, fmt.Errorf("dirsyncd: create store directory: %w", err)
+				}
+			}
 		}
 	}
-	st, err := openStore(ctx, c, a.Logger, a.Now)
+	st, err := openStore(ctx, c, a.Logger, a.Now) // the store names its logger "store"
 	if err != nil {
 		return nil, err
 	}
-	mc, ok := st.(migrationChecker)
-	if !ok {
+	if err := migrateOrCheck(ctx, st, c.Driver, dryRun); err != nil {
 		_ = st.Close()
-		return nil, fmt.Errorf("dirsyncd: the %s store cannot report pending migrations", c.Driver)
-	}
-	pending, err := mc.PendingMigrations(ctx)
-	if err != nil {
-		_ = st.Close()
-		return nil, fmt.Errorf("dirsyncd: check %s store migrations: %w", c.Driver, err)
-	}
-	if len(pending) > 0 {
-		_ = st.Close()
-		return nil, fmt.Errorf("dirsyncd: the %s store lacks %d migration(s) (%s): run `dirsyncd migrate` first (a dry run writes nothing, not even migrations)",
-			c.Driver, len(pending), strings.Join(pending, ", "))
+		return nil, err
 	}
 	a.Store = st
 	a.OnClose(st.Close)
 	return st, nil
+}
+
+// migrateOrCheck applies the pending migrations, or with dryRun refuses a
+// store that has any.
+func migrateOrCheck(ctx context.Context, st store.Store, driver string, dryRun bool) error {
+	if !dryRun {
+		if err := st.Migrate(ctx); err != nil {
+			return fmt.Errorf("dirsyncd: migrate %s store: %w", driver, err)
+		}
+		return nil
+	}
+	mc, ok := st.(migrationChecker)
+	if !ok {
+		return fmt.Errorf("dirsyncd: the %s store cannot report pending migrations", driver)
+	}
+	pending, err := mc.PendingMigrations(ctx)
+	if err != nil {
+		return fmt.Errorf("dirsyncd: check %s store migrations: %w", driver, err)
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("dirsyncd: the %s store lacks %d migration(s) (%s): run `dirsyncd migrate` first (a dry run writes nothing, not even migrations)",
+			driver, len(pending), strings.Join(pending, ", "))
+	}
+	return nil
 }
 
 // close runs the cleanups.

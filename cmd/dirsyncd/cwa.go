@@ -199,11 +199,7 @@ before anything is disabled. --dry-run prints the plan and writes nothing.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			open := app.open
-			if dry {
-				open = app.openExisting // a dry run writes nothing, not even migrations
-			}
-			if _, err := open(ctx); err != nil {
+			if _, err := app.openFor(ctx, dry); err != nil { // a dry run writes nothing, not even migrations
 				return err
 			}
 			if dry {

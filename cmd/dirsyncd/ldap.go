@@ -99,11 +99,7 @@ plan of changes and writes nothing.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			open := app.open
-			if dryRn {
-				open = app.openExisting // a dry run writes nothing, not even migrations
-			}
-			st, err := open(ctx)
+			st, err := app.openFor(ctx, dryRn) // a dry run writes nothing, not even migrations
 			if err != nil {
 				return err
 			}

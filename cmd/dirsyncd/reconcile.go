@@ -284,11 +284,7 @@ nothing.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			open := app.open
-			if dryRun {
-				open = app.openExisting // a dry run writes nothing, not even migrations
-			}
-			if _, err := open(ctx); err != nil {
+			if _, err := app.openFor(ctx, dryRun); err != nil { // a dry run writes nothing, not even migrations
 				return err
 			}
 			r, err := app.reconciler()
