@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -79,7 +80,7 @@ type ctxConn struct {
 	once sync.Once
 
 	ignoreReferrals bool
-	referrals       int // ignored so far
+	referrals       atomic.Int64 // ignored so far (searches run on pagedSearch's goroutine)
 }
 
 // Search runs req; with the abort policy a result holding search
@@ -90,7 +91,7 @@ func (c *ctxConn) Search(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
 		return res, err
 	}
 	if c.ignoreReferrals {
-		c.referrals += len(res.Referrals)
+		c.referrals.Add(int64(len(res.Referrals)))
 		return res, nil
 	}
 	refs := res.Referrals

@@ -499,29 +499,21 @@ func (r *run) membersAre(ctx context.Context, w writer, id string, want map[stri
 			n++
 		}
 	}
-	same := true
-	have, after := 0, ""
-	for {
-		p, err := w.ListGroupMembers(ctx, id, after, 10000)
-		if err != nil {
-			return 0, false, fmt.Errorf("list members: %w", err)
+	have, err := listMembers(ctx, w, id)
+	if err != nil {
+		return 0, false, err
+	}
+	same := len(have) == n
+	for _, x := range have {
+		if !want[x] {
+			same = false
 		}
-		for _, x := range p {
-			if !want[x] {
-				same = false
-			}
-		}
-		have += len(p)
-		if len(p) < 10000 {
-			break
-		}
-		after = p[len(p)-1]
 	}
 	cur, err := w.GetGroup(ctx, id)
 	if err != nil {
 		return 0, false, fmt.Errorf("read group: %w", err)
 	}
-	return before.Version, same && have == n && cur.Version == before.Version && cur.DeletedAt == nil, nil
+	return before.Version, same && cur.Version == before.Version && cur.DeletedAt == nil, nil
 }
 
 // bulkMemberRead: more groups to read than this are read in one query.
@@ -529,10 +521,20 @@ const bulkMemberRead = 50
 
 // members lists a stored group's members.
 func (r *run) members(ctx context.Context, id string) ([]string, error) {
+	return listMembers(ctx, r.s.st, id)
+}
+
+// memberLister pages a group's members: the store, or a transaction.
+type memberLister interface {
+	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
+}
+
+// listMembers lists a group's members through l.
+func listMembers(ctx context.Context, l memberLister, id string) ([]string, error) {
 	var out []string
 	after := ""
 	for {
-		p, err := r.s.st.ListGroupMembers(ctx, id, after, 10000)
+		p, err := l.ListGroupMembers(ctx, id, after, 10000)
 		if err != nil {
 			return nil, fmt.Errorf("ldapsync: list members of %s: %w", id, err)
 		}

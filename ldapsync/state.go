@@ -166,7 +166,7 @@ func (r *run) unchanged(u ldapUser, link *linkInfo) bool {
 		return true
 	}
 	if ui := r.users[link.userID]; ui != nil && !ui.deleted && ui.d == u.F.digest() {
-		r.queueFingerprint(u.Key, link.userID, d, ui.version)
+		r.queueFingerprint(r.fingerprint(u.Key, link.userID, u.F, ui.version))
 		return true
 	}
 	return false
@@ -182,13 +182,12 @@ func (r *run) fpDigest(f fields) digest {
 	return f.digestWith(r.fpSalt)
 }
 
-// queueFingerprint records, for the current batch's commit, that entry key
-// matched user id at version v.
-func (r *run) queueFingerprint(key, userID string, d digest, v int64) {
-	if r.dry || v <= 0 {
+// queueFingerprint records f for the current batch's commit.
+func (r *run) queueFingerprint(f store.Fingerprint) {
+	if r.dry || f.UserVersion <= 0 {
 		return
 	}
-	r.fps = append(r.fps, store.Fingerprint{Key: key, UserID: userID, Digest: hex.EncodeToString(d[:]), UserVersion: v})
+	r.fps = append(r.fps, f)
 }
 
 // fingerprint is the record that entry key, with fields f, matched user

@@ -181,8 +181,8 @@ func (r *run) execute(ctx context.Context) (*cursor, error) {
 	r.conn = cc
 	defer r.conn.Close()
 	defer func() {
-		if cc.referrals > 0 {
-			r.res.Counts["referrals_ignored"] = int64(cc.referrals)
+		if n := cc.referrals.Load(); n > 0 {
+			r.res.Counts["referrals_ignored"] = n
 		}
 	}()
 

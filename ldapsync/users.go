@@ -316,7 +316,7 @@ func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunIt
 			return nil, []directory.RunItem{r.item("failed", "user", userID, fmt.Sprintf("entry %s: %s", u.DN, conflict))}, nil
 		}
 		if len(changed) == 0 {
-			r.queueFingerprint(u.Key, userID, r.fpDigest(u.F), cur.Version)
+			r.queueFingerprint(r.fingerprint(u.Key, userID, u.F, cur.Version))
 		}
 	}
 	if link == nil || link.gone || link.dn != u.DN {
