@@ -83,10 +83,12 @@ func BenchmarkLDAPSync(b *testing.B) {
 
 	backends := []struct {
 		name string
-		open func(b *testing.B) Store
+		// open returns the store and its write floor (writefloor_bench_test.go).
+		open func(b *testing.B) (Store, func(*testing.B) time.Duration)
 	}{
-		{"sqlite", func(b *testing.B) Store {
-			st, err := sqlite.Open(context.Background(), b.TempDir()+"/bench.db", sqlite.Options{})
+		{"sqlite", func(b *testing.B) (Store, func(*testing.B) time.Duration) {
+			path := b.TempDir() + "/bench.db"
+			st, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -94,10 +96,11 @@ func BenchmarkLDAPSync(b *testing.B) {
 			if err := st.Migrate(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			return st
+			return st, func(b *testing.B) time.Duration { return sqliteWriteFloor(b, path) }
 		}},
-		{"postgres", func(b *testing.B) Store {
-			st, err := postgres.Open(context.Background(), testenv.Postgres(b), postgres.Options{})
+		{"postgres", func(b *testing.B) (Store, func(*testing.B) time.Duration) {
+			dsn := testenv.Postgres(b)
+			st, err := postgres.Open(context.Background(), dsn, postgres.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -105,7 +108,7 @@ func BenchmarkLDAPSync(b *testing.B) {
 			if err := st.Migrate(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			return st
+			return st, func(b *testing.B) time.Duration { return postgresWriteFloor(b, dsn) }
 		}},
 	}
 	round := 0
@@ -122,11 +125,12 @@ func BenchmarkLDAPSync(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			for range b.N {
 				round++
-				st := be.open(b)
+				st, writeFloor := be.open(b)
 				src := config.LDAPSource{Name: "bench", URL: s.URL(), BindDN: s.BindDN(), BindPassword: config.NewSecret(s.Password()),
 					UserBaseDNs: []string{"ou=people," + suffix}, GroupBaseDNs: []string{"ou=groups," + suffix}}
 				src.ApplyDefaults()
 				syncer := New(src, st, Options{})
+				var lastWall time.Duration // the latest phase's wall time
 				phase := func(name string, ro RunOptions) *Result {
 					if ro.Full {
 						floor = measureFloor(b)
@@ -149,6 +153,7 @@ func BenchmarkLDAPSync(b *testing.B) {
 					t0 := time.Now()
 					res, err := syncer.Run(context.Background(), ro)
 					d := time.Since(t0)
+					lastWall = d
 					if prof != nil {
 						pprof.StopCPUProfile()
 						prof.Close()
@@ -163,6 +168,14 @@ func BenchmarkLDAPSync(b *testing.B) {
 					return res
 				}
 				phase("full-first", RunOptions{Full: true})
+				firstWall := lastWall
+				// The store's write floor for the same rows (DIRSYNCD_BENCH_LDAP_WRITE_FLOOR=0 skips it).
+				if os.Getenv("DIRSYNCD_BENCH_LDAP_WRITE_FLOOR") != "0" {
+					wf := writeFloor(b)
+					b.Logf("%s write floor (the first full sync's rows, engine bulk copy): %v; first full sync %.2f× it",
+						be.name, wf, firstWall.Seconds()/wf.Seconds())
+					b.ReportMetric(wf.Seconds(), "write-floor-s")
+				}
 				res := phase("full-nochange", RunOptions{Full: true})
 				writes := 0
 				if as, ok := st.(interface {
