@@ -776,6 +776,9 @@ func (t *txn) MarkLinkGone(ctx context.Context, source, key string) error {
 	if _, err := t.c.Exec(ctx, `UPDATE source_links SET gone_at = ? WHERE source = ? AND link_key = ?`, t.s.d.Time(now), source, key); err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
+	if err := t.dropFingerprint(ctx, op, source, key); err != nil {
+		return err
+	}
 	return t.record(ctx, "link.gone", "user", l.UserID, audit.Marshal(cur[0]), audit.Marshal(l))
 }
 
@@ -792,5 +795,19 @@ func (t *txn) DeleteLink(ctx context.Context, source, key string) error {
 	if _, err := t.c.Exec(ctx, `DELETE FROM source_links WHERE source = ? AND link_key = ?`, source, key); err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
+	if err := t.dropFingerprint(ctx, op, source, key); err != nil {
+		return err
+	}
 	return t.record(ctx, "link.delete", "user", cur[0].UserID, audit.Marshal(cur[0]), nil)
+}
+
+// dropFingerprint removes the sync fingerprint of a link that is gone or
+// deleted, in the same transaction: a link that comes back is compared
+// with its user again, and fingerprints of links long gone do not pile up
+// (nor are read by every full sync).
+func (t *txn) dropFingerprint(ctx context.Context, op, source, key string) error {
+	if _, err := t.c.Exec(ctx, `DELETE FROM sync_fingerprints WHERE source = ? AND link_key = ?`, source, key); err != nil {
+		return fmt.Errorf("store: %s: drop fingerprint: %w", op, err)
+	}
+	return nil
 }

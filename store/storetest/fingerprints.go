@@ -101,6 +101,29 @@ func testFingerprints(e *env) {
 	if f := list("ldap:corp"); len(f) != 3 {
 		t.Fatalf("a refused call wrote %+v", f)
 	}
+
+	// A link marked gone, or deleted, takes its fingerprint with it (same
+	// source and key only).
+	e.mustUpdate(func(tx store.Tx) error {
+		for _, k := range []string{"k1", "k2"} {
+			if err := tx.PutLink(e.ctx, directory.SourceLink{UserID: u.ID, Source: "ldap:corp", Key: k, LastSeenAt: e.clock.Now()}); err != nil {
+				return err
+			}
+		}
+		return tx.PutLink(e.ctx, directory.SourceLink{UserID: u.ID, Source: "ldap:other", Key: "k3", LastSeenAt: e.clock.Now()})
+	})
+	e.mustUpdate(func(tx store.Tx) error { return tx.MarkLinkGone(e.ctx, "ldap:corp", "k2") })
+	if got := list("ldap:corp"); len(got) != 2 || got[0].Key != "k1" || got[1].Key != "k3" {
+		t.Fatalf("after k2's link went: %+v, want k1 and k3", got)
+	}
+	e.mustUpdate(func(tx store.Tx) error { return tx.DeleteLink(e.ctx, "ldap:other", "k3") })
+	if got := list("ldap:corp"); len(got) != 2 {
+		t.Fatalf("another source's link deleted took ldap:corp's fingerprint: %+v", got)
+	}
+	e.mustUpdate(func(tx store.Tx) error { return tx.DeleteLink(e.ctx, "ldap:corp", "k1") })
+	if got := list("ldap:corp"); len(got) != 1 || got[0].Key != "k3" {
+		t.Fatalf("after k1's link was deleted: %+v, want k3 only", got)
+	}
 }
 
 // testGroupFingerprints: a group fingerprint is fresh only while its group
