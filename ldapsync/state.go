@@ -50,11 +50,19 @@ var staleBulkRead = 1000 // a variable for tests
 // run with many new or renamed users) the run reads every user instead.
 const pointLookupMax = 500
 
+// sizeHint is how many users the run's maps are sized for: the last
+// successful full sync's count (capped, as it comes from a stored cursor),
+// so that a 100,000-user run does not grow its maps from empty.
+func (r *run) sizeHint() int {
+	return int(min(max(r.prev.LastFullUsers, 0), 1<<20))
+}
+
 func (r *run) prefetch(ctx context.Context) error {
 	if r.fetched {
 		return nil
 	}
-	r.links, r.linkedUser = map[string]*linkInfo{}, map[string]string{}
+	n := r.sizeHint()
+	r.links, r.linkedUser = make(map[string]*linkInfo, n), make(map[string]string, n)
 	r.byEmail, r.byName = map[string]string{}, map[string]string{}
 	r.users, r.namesLoaded = nil, false
 	r.liveLinks = 0
@@ -78,8 +86,8 @@ func (r *run) prefetch(ctx context.Context) error {
 	}
 	// Fingerprints by key, then the users' versions: a fingerprint is
 	// fresh while its link's user is still at its version, not deleted.
-	fps := map[string]*linkInfo{} // user id → link with a fingerprint pending the version check
-	want := map[string]int64{}
+	fps := make(map[string]*linkInfo, n) // user id → link with a fingerprint pending the version check
+	want := make(map[string]int64, n)
 	err := r.s.st.ListFingerprints(ctx, r.s.source, func(f store.Fingerprint) error {
 		l := r.links[f.Key]
 		if l == nil || l.gone || l.userID != f.UserID || f.UserVersion <= 0 {

@@ -53,7 +53,8 @@ type run struct {
 	// prefetchWait reports whether the prefetch running beside the user
 	// read (full runs) is done, waiting for it with block.
 	prefetchWait func(block bool) (bool, error)
-	backlog      []ldapUser // users read before the prefetch was done
+	backlog      [][]ldapUser // batches of users read before the prefetch was done
+	backlogLen   int          // users in backlog
 
 	// membership index: users of this run (full) or of live links (incremental)
 	dnIdx   map[string]int32
@@ -70,10 +71,14 @@ type op func(ctx context.Context, w writer) error
 // syncUsers pages through the users matching filter under every base DN
 // and writes creates and updates in batches (never removals).
 func (r *run) syncUsers(ctx context.Context, filter string) error {
-	if r.seen == nil {
-		r.seen = map[string]bool{}
+	n := 0
+	if r.res.Mode == ModeFull {
+		n = r.sizeHint() // an incremental run sees a few entries
 	}
-	r.dnIdx, r.nameIdx, r.ids = map[string]int32{}, map[string]int32{}, nil
+	if r.seen == nil {
+		r.seen = make(map[string]bool, n)
+	}
+	r.dnIdx, r.nameIdx, r.ids = make(map[string]int32, n), map[string]int32{}, make([]string, 0, n)
 	attrs := r.m.userAttrs()
 	page := 0
 	for _, base := range r.s.src.UserBaseDNs {
@@ -110,12 +115,16 @@ func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
 		users[i] = r.m.user(e)
 	}
 	if r.prefetchWait != nil {
-		done, err := r.prefetchWait(len(r.backlog)+len(users) > maxBacklog)
+		done, err := r.prefetchWait(r.backlogLen+len(users) > maxBacklog)
 		if err != nil {
 			return err
 		}
 		if !done {
-			r.backlog = append(r.backlog, users...)
+			// Kept as the batches they came in: appending to one slice
+			// copied every user again at each growth (0.2 s of CPU in a
+			// 100,000-user no-change sync, against the LDAP read's core).
+			r.backlog = append(r.backlog, users)
+			r.backlogLen += len(users)
 			return nil
 		}
 		if err := r.drainBacklog(ctx); err != nil {
@@ -127,10 +136,11 @@ func (r *run) userBatch(ctx context.Context, entries []*ldap.Entry) error {
 
 // drainBacklog plans and writes the users read while the prefetch ran.
 func (r *run) drainBacklog(ctx context.Context) error {
-	b := r.backlog
-	r.backlog = nil
-	for start := 0; start < len(b); start += r.s.src.BatchSize {
-		if err := r.planBatch(ctx, b[start:min(start+r.s.src.BatchSize, len(b))]); err != nil {
+	batches := r.backlog
+	r.backlog, r.backlogLen = nil, 0
+	for i, b := range batches {
+		batches[i] = nil // planned: let it go
+		if err := r.planBatch(ctx, b); err != nil {
 			return err
 		}
 	}
@@ -499,7 +509,8 @@ func (r *run) index(u ldapUser, id string) int32 {
 // indexFromLinks builds the membership index from the store's live links
 // (incremental runs, where not every user was read).
 func (r *run) indexFromLinks(ctx context.Context) error {
-	r.dnIdx, r.nameIdx, r.ids = map[string]int32{}, map[string]int32{}, nil
+	n := r.sizeHint()
+	r.dnIdx, r.nameIdx, r.ids = make(map[string]int32, n), map[string]int32{}, make([]string, 0, n)
 	// A user deleted in dirsyncd keeps its live link while its entry is in
 	// the directory, but can be no member (the store refuses it): as in a
 	// full run (planUser), it is left out of the index.
