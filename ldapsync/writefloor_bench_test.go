@@ -63,18 +63,11 @@ func sqliteWriteFloor(b *testing.B, srcPath string) time.Duration {
 	if _, err := db.ExecContext(ctx, "ATTACH DATABASE ? AS src", "file:"+srcPath+"?mode=ro"); err != nil {
 		b.Fatal(err)
 	}
-	var names []string
 	rows, err := db.QueryContext(ctx, "SELECT name FROM src.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			b.Fatal(err)
-		}
-		names = append(names, n)
-	}
+	names := tableNames(b, rows)
 	rows.Close()
 	count := func(schema, t string) int64 {
 		var n int64
@@ -144,22 +137,12 @@ func postgresWriteFloor(b *testing.B, srcDSN string) time.Duration {
 		}
 		return n
 	}
-	var names []string
 	rows, err := src.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			b.Fatal(err)
-		}
-		names = append(names, n)
-	}
+	names := tableNames(b, rows)
 	rows.Close()
-	if rows.Err() != nil {
-		b.Fatal(rows.Err())
-	}
 	checkListed(b, names, func(t string) int64 { return count(src, t) })
 	// The source's head, read before the clock starts.
 	var seq int64
@@ -203,6 +186,27 @@ func postgresWriteFloor(b *testing.B, srcDSN string) time.Duration {
 		}
 	}
 	return d
+}
+
+// tableNames reads one name per row (database/sql's and pgx's rows alike).
+func tableNames(b *testing.B, rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}) []string {
+	b.Helper()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return names
 }
 
 // checkListed fails if a non-empty table is neither copied nor skipped, so
