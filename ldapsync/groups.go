@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -271,7 +270,7 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 	// A group whose resolved members hash to its fingerprint's digest while
 	// the group is at the fingerprint's version has them already: only the
 	// others' members are read.
-	wants := make([]map[string]bool, len(groups))
+	memberIDs := make([][]string, len(groups)) // sorted, unique; a set is built only for groups to diff
 	digests := make([]string, len(groups))
 	stale := map[string]bool{}
 	gfps, err := r.groupFingerprints(ctx)
@@ -283,13 +282,15 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 		if id == "" {
 			continue
 		}
-		want := make(map[string]bool, len(eff[i]))
+		ids := make([]string, 0, len(eff[i]))
 		for _, ui := range eff[i] {
 			if uid := r.ids[ui]; uid != "" {
-				want[uid] = true // "new:<key>": not created (dry run, failed create), not written
+				ids = append(ids, uid) // "new:<key>": not created (dry run, failed create), not written
 			}
 		}
-		wants[i], digests[i] = want, memberDigest(want)
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		memberIDs[i], digests[i] = ids, memberDigest(ids)
 		if f, ok := gfps[groups[i].key]; !strings.HasPrefix(id, "new:") && (!ok || f.GroupID != id || !f.Fresh() || f.Digest != digests[i]) {
 			stale[id] = true
 		}
@@ -306,8 +307,9 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 		if id == "" {
 			continue
 		}
-		want := wants[i]
-		wants[i] = nil
+		ids := memberIDs[i]
+		memberIDs[i] = nil
+		var want map[string]bool // set only for a group whose members are diffed
 		wantChildren := map[string]bool{}
 		for _, c := range gr.children[i] {
 			// Edges inside a cycle are not stored: the store keeps a DAG.
@@ -316,7 +318,11 @@ func (r *run) writeGroups(ctx context.Context, groups []grp, gone bool) error {
 			}
 		}
 		var add, rem []string
-		if strings.HasPrefix(id, "new:") || stale[id] { // else the fingerprint says the members are want
+		if strings.HasPrefix(id, "new:") || stale[id] { // else the fingerprint says the members are ids
+			want = make(map[string]bool, len(ids))
+			for _, x := range ids {
+				want[x] = true
+			}
 			add, rem = diff(want, haveMembers[id])
 		}
 		delete(haveMembers, id)
@@ -559,12 +565,12 @@ func (r *run) groupFingerprints(ctx context.Context) (map[string]store.GroupFing
 	return out, nil
 }
 
-// memberDigest hashes a set of user ids as written (sorted, so the order
-// they were read in does not matter; without users not created).
-func memberDigest(ids map[string]bool) string {
-	s := slices.Sorted(maps.Keys(ids))
+// memberDigest hashes a group's user ids as written: ids sorted and
+// unique (so the order they were read in does not matter), without users
+// not created.
+func memberDigest(ids []string) string {
 	h := sha256.New()
-	for _, id := range s {
+	for _, id := range ids {
 		if strings.HasPrefix(id, "new:") {
 			continue
 		}
