@@ -51,7 +51,7 @@ func sqliteWriteFloor(b *testing.B, srcPath string) time.Duration {
 	}
 	st.Close()
 	q := url.Values{}
-	for _, p := range []string{"foreign_keys(1)", "synchronous(NORMAL)", "temp_store(MEMORY)", writerCachePragma} {
+	for _, p := range []string{"foreign_keys(1)", "synchronous(NORMAL)", "temp_store(MEMORY)", sqlite.WriterCache} {
 		q.Add("_pragma", p)
 	}
 	db, err := sql.Open("sqlite", "file:"+dst+"?"+q.Encode())
@@ -102,9 +102,6 @@ func sqliteWriteFloor(b *testing.B, srcPath string) time.Duration {
 	}
 	return d
 }
-
-// writerCachePragma is store/sqlite's writer page cache (writerCache there).
-const writerCachePragma = "cache_size(-16384)"
 
 // postgresWriteFloor copies srcDSN's rows into a fresh migrated database by
 // binary COPY (one connection out, one in, a pipe between them; one

@@ -79,7 +79,10 @@ var Dialect = &sqlstore.Dialect{
 // it slower (2.7 s against 2.4-2.9 s; not resolved). The OS page cache serves
 // what a connection's cache misses.
 const (
-	writerCache = "cache_size(-16384)"
+	// WriterCache is the writer connection's page-cache pragma; exported
+	// for benchmarks that write beside the store with the same setting
+	// (ldapsync's write floor).
+	WriterCache = "cache_size(-16384)"
 	readerCache = "cache_size(-16384)"
 )
 
@@ -109,7 +112,7 @@ func Open(ctx context.Context, path string, opts Options) (*sqlstore.Store, erro
 		wq[k] = slices.Clone(v) // own backing arrays: q gets reader pragmas below
 	}
 	wq.Set("_txlock", "immediate")
-	wq.Add("_pragma", writerCache)
+	wq.Add("_pragma", WriterCache)
 	file := "file:" + path
 	if mem {
 		file = "file::memory:"

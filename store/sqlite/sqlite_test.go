@@ -101,7 +101,7 @@ func TestOpenSettings(t *testing.T) {
 		{db.r, "journal_mode", "wal"},
 		{db.r, "foreign_keys", "1"},
 		{db.r, "query_only", "1"},
-		{db.w, "cache_size", "-16384"}, // KiB: SQLite's memory is outside the Go heap (writerCache)
+		{db.w, "cache_size", "-16384"}, // KiB: SQLite's memory is outside the Go heap (WriterCache)
 		{db.r, "cache_size", "-16384"},
 	} {
 		var got string
