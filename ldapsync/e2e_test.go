@@ -24,6 +24,7 @@ type testStore interface {
 	Store
 	Audit(ctx context.Context, f store.AuditFilter, fn func(audit.Event) error) error
 	ListRunItems(ctx context.Context, q store.RunItemQuery) ([]directory.RunItem, error)
+	ListLinks(ctx context.Context, source string, after string, limit int) ([]directory.SourceLink, error)
 	GetRun(ctx context.Context, id string) (directory.Run, error)
 	ListRuns(ctx context.Context, q store.RunQuery) ([]directory.Run, error)
 	CountGroupMembers(ctx context.Context, groupID string) (int64, error)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
@@ -66,36 +67,36 @@ func (r *run) prefetch(ctx context.Context) error {
 	r.byEmail, r.byName = map[string]string{}, map[string]string{}
 	r.users, r.namesLoaded = nil, false
 	r.liveLinks = 0
-	after := ""
-	for {
-		ls, err := r.s.st.ListLinks(ctx, r.s.source, after, 5000)
-		if err != nil {
-			return fmt.Errorf("ldapsync: list links: %w", err)
-		}
-		for _, l := range ls {
-			r.links[l.Key] = &linkInfo{userID: l.UserID, dn: l.DN, gone: l.GoneAt != nil}
-			if l.GoneAt == nil {
+	err := r.s.st.ScanLinks(ctx, r.s.source, func(l directory.SourceLink) error {
+		r.links[l.Key] = &linkInfo{userID: l.UserID, dn: l.DN, gone: l.GoneAt != nil}
+		if l.GoneAt == nil {
+			// Two live links to one user (the schema does not forbid it):
+			// the first by key, as read in key order before ScanLinks.
+			if k, ok := r.linkedUser[l.UserID]; !ok || l.Key < k {
 				r.linkedUser[l.UserID] = l.Key
-				r.liveLinks++
 			}
-			after = l.Key
+			r.liveLinks++
 		}
-		if len(ls) < 5000 {
-			break
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ldapsync: list links: %w", err)
 	}
 	// Fingerprints by key, then the users' versions: a fingerprint is
 	// fresh while its link's user is still at its version, not deleted.
-	fps := make(map[string]*linkInfo, n) // user id → link with a fingerprint pending the version check
-	want := make(map[string]int64, n)
-	err := r.s.st.ListFingerprints(ctx, r.s.source, func(f store.Fingerprint) error {
+	type pending struct {
+		l *linkInfo
+		v int64 // the user's version the fingerprint names
+	}
+	fps := make(map[string]pending, n) // user id → link with a fingerprint pending the version check
+	err = r.s.st.ListFingerprints(ctx, r.s.source, func(f store.Fingerprint) error {
 		l := r.links[f.Key]
 		if l == nil || l.gone || l.userID != f.UserID || f.UserVersion <= 0 {
 			return nil
 		}
 		if d, ok := parseDigest(f.Digest); ok {
 			l.fp = d
-			fps[f.UserID], want[f.UserID] = l, f.UserVersion
+			fps[f.UserID] = pending{l, f.UserVersion}
 		}
 		return nil
 	})
@@ -105,8 +106,8 @@ func (r *run) prefetch(ctx context.Context) error {
 	fresh := 0
 	if len(fps) > 0 {
 		err = r.s.st.ListUserVersions(ctx, func(v store.UserVersion) error {
-			if l := fps[v.ID]; l != nil && !v.Deleted && v.Version == want[v.ID] {
-				l.fresh = true
+			if p, ok := fps[v.ID]; ok && !v.Deleted && v.Version == p.v {
+				p.l.fresh = true
 				fresh++
 			}
 			return nil

@@ -22,7 +22,7 @@ type Reader interface {
 	GetUserByEmail(ctx context.Context, email string) (directory.User, error)
 	FindUserByLink(ctx context.Context, source, key string) (directory.User, error)
 	ListUserLinks(ctx context.Context, userID string) ([]directory.SourceLink, error)
-	ListLinks(ctx context.Context, source string, after string, limit int) ([]directory.SourceLink, error)
+	ScanLinks(ctx context.Context, source string, fn func(directory.SourceLink) error) error
 	ListUsers(ctx context.Context, q store.UserQuery) (store.Page[directory.User], error)
 	ListGroups(ctx context.Context, q store.GroupQuery) (store.Page[directory.Group], error)
 	GetCursor(ctx context.Context, source string) (string, error)

@@ -52,6 +52,12 @@ type Reader interface {
 	FindUserByLink(ctx context.Context, source, key string) (directory.User, error)
 	ListUserLinks(ctx context.Context, userID string) ([]directory.SourceLink, error)
 	ListLinks(ctx context.Context, source string, after string, limit int) ([]directory.SourceLink, error) // by key
+	// ScanLinks calls fn with each of a source's links (gone ones too), in
+	// no particular order: one streamed read in the table's storage order,
+	// for a caller that wants them all (a full sync's prefetch; SQLite
+	// reads 100,000 links in a third of the time ListLinks's pages by key
+	// take). fn must not call the store; an error from fn ends the read.
+	ScanLinks(ctx context.Context, source string, fn func(directory.SourceLink) error) error
 	ListUsers(ctx context.Context, q UserQuery) (Page[directory.User], error)
 	// SearchUsers is the admin search: text in userName, e-mail or display
 	// name; firms by primary firm or firm profile (sqlstore/admin.go).

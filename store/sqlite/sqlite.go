@@ -65,6 +65,9 @@ var Dialect = &sqlstore.Dialect{
 	},
 	MaxRowsPerInsert: 100,
 	UserVersionIndex: " INDEXED BY users_id_version_idx", // migration 0060
+	// source_links' primary key is an index apart from the table: by it,
+	// 100,000 links cost one seek each (0.35 s), by the table 0.11 s.
+	NoIndex: " NOT INDEXED",
 }
 
 // Page caches: every connection has its own, and a cached 4 KiB page costs

@@ -142,17 +142,20 @@ func TestLookupsUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := s.DB().(*stdDB)
-	tests := []struct{ query, index string }{
-		{"SELECT id FROM users u WHERE u.user_name_lc = 'a' AND u.deleted_at IS NULL", "users_user_name_uq"},
-		{"SELECT id FROM users u WHERE u.email_lc = 'a' AND u.email_lc <> '' AND u.deleted_at IS NULL", "users_email_uq"},
-		{"SELECT id FROM users u WHERE u.deleted_at IS NULL AND u.external_id = 'a'", "users_external_id_idx"},
-		{"SELECT 1 FROM user_emails e WHERE e.value_lc = 'a'", "user_emails_value_idx"},
-		{"SELECT user_id FROM group_members WHERE user_id = 'a'", "group_members_user_idx"},
-		{"SELECT seq FROM audit_events WHERE object_id = 'a' ORDER BY seq", "audit_events_object_idx"},
+	tests := []struct{ query, index, not string }{
+		{"SELECT id FROM users u WHERE u.user_name_lc = 'a' AND u.deleted_at IS NULL", "users_user_name_uq", ""},
+		{"SELECT id FROM users u WHERE u.email_lc = 'a' AND u.email_lc <> '' AND u.deleted_at IS NULL", "users_email_uq", ""},
+		{"SELECT id FROM users u WHERE u.deleted_at IS NULL AND u.external_id = 'a'", "users_external_id_idx", ""},
+		{"SELECT 1 FROM user_emails e WHERE e.value_lc = 'a'", "user_emails_value_idx", ""},
+		{"SELECT user_id FROM group_members WHERE user_id = 'a'", "group_members_user_idx", ""},
+		{"SELECT seq FROM audit_events WHERE object_id = 'a' ORDER BY seq", "audit_events_object_idx", ""},
 		// ListFingerprints: the users' versions come from the covering index, not the table.
 		{`SELECT f.link_key, f.user_id, f.digest, f.user_version, u.version, u.deleted_at IS NOT NULL
 FROM sync_fingerprints f LEFT JOIN users AS u` + Dialect.UserVersionIndex + ` ON u.id = f.user_id
-WHERE f.source = 'a' ORDER BY f.user_id, f.link_key`, "COVERING INDEX users_id_version_idx"},
+WHERE f.source = 'a' ORDER BY f.user_id, f.link_key`, "COVERING INDEX users_id_version_idx", ""},
+		// ScanLinks: the table in storage order, not a seek per link from the primary key's index.
+		{"SELECT user_id, source, link_key, dn, gone_at, last_seen_at FROM source_links" + Dialect.NoIndex + " WHERE source = 'a'",
+			"SCAN source_links", "INDEX"},
 	}
 	for _, tc := range tests {
 		rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tc.query)
@@ -171,6 +174,8 @@ WHERE f.source = 'a' ORDER BY f.user_id, f.link_key`, "COVERING INDEX users_id_v
 		_ = rows.Close()
 		if p := strings.Join(plan, "; "); !strings.Contains(p, tc.index) {
 			t.Errorf("%s: plan %q does not use %s", tc.query, p, tc.index)
+		} else if tc.not != "" && strings.Contains(p, tc.not) {
+			t.Errorf("%s: plan %q uses an %s", tc.query, p, tc.not)
 		}
 	}
 }

@@ -74,6 +74,10 @@ type Dialect struct {
 	// version and deleted_at (SQLite: " INDEXED BY users_id_version_idx",
 	// the covering index, a few MB where the table is tens).
 	UserVersionIndex string
+	// NoIndex makes a read of most of a table's rows scan the table in
+	// storage order rather than seek every row from an index (SQLite: " NOT
+	// INDEXED"; PostgreSQL's planner chooses for itself).
+	NoIndex string
 	// MaxRowsPerInsert bounds multi-row INSERT statements.
 	MaxRowsPerInsert int
 	// WriteCTE: the dialect runs an INSERT inside a WITH clause of another

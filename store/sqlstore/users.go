@@ -175,6 +175,30 @@ func (r *reader) ListLinks(ctx context.Context, source, after string, limit int)
 	return ls, nil
 }
 
+// ScanLinks streams a source's links in storage order (Dialect.NoIndex).
+func (r *reader) ScanLinks(ctx context.Context, source string, fn func(directory.SourceLink) error) error {
+	const op = "scan links"
+	rows, err := r.c.Query(ctx, `SELECT user_id, source, link_key, dn, gone_at, last_seen_at FROM source_links`+r.s.d.NoIndex+
+		` WHERE source = ?`, source)
+	if err != nil {
+		return fmt.Errorf("store: %s of %s: %w", op, source, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var l directory.SourceLink
+		if err := rows.Scan(&l.UserID, &l.Source, &l.Key, &l.DN, ntscan{&l.GoneAt}, tscan{&l.LastSeenAt}); err != nil {
+			return fmt.Errorf("store: %s of %s: %w", op, source, err)
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: %s of %s: %w", op, source, err)
+	}
+	return nil
+}
+
 func sqlLimit(limit int) int64 {
 	if limit <= 0 {
 		return math.MaxInt64

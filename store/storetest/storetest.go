@@ -535,6 +535,31 @@ func testLinks(e *env) {
 	if len(page) != 1 || page[0].Key != "k1" || len(page2) != 1 || page2[0].Key != "k2" {
 		t.Fatalf("ListLinks pages = %+v %+v", page, page2)
 	}
+	scan := func(source string) map[string]directory.SourceLink {
+		t.Helper()
+		out := map[string]directory.SourceLink{}
+		if err := e.s.ScanLinks(e.ctx, source, func(l directory.SourceLink) error {
+			if _, dup := out[l.Key]; dup {
+				t.Fatalf("ScanLinks gave %s twice", l.Key)
+			}
+			out[l.Key] = l
+			return nil
+		}); err != nil {
+			t.Fatalf("ScanLinks: %v", err)
+		}
+		return out
+	}
+	if got := scan("ldap:corp"); len(got) != 2 || got["k2"].UserID != u.ID || got["k2"].DN != "uid=alice,dc=x" ||
+		got["k1"].UserID != v.ID || got["k2"].LastSeenAt.IsZero() || got["k2"].GoneAt != nil {
+		t.Fatalf("ScanLinks(ldap:corp) = %+v", got)
+	}
+	if got := scan("scim:entra"); len(got) != 1 || got["ext-a"].UserID != u.ID {
+		t.Fatalf("ScanLinks(scim:entra) = %+v", got)
+	}
+	stop := errors.New("stop")
+	if err := e.s.ScanLinks(e.ctx, "ldap:corp", func(directory.SourceLink) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("ScanLinks with an error from fn: %v", err)
+	}
 	// Touching a link (only last seen changes) records nothing.
 	n := len(e.events())
 	e.clock.Advance(time.Hour)
@@ -549,6 +574,9 @@ func testLinks(e *env) {
 	ls, _ = e.s.ListUserLinks(e.ctx, u.ID)
 	if ls[0].GoneAt == nil {
 		t.Fatal("link not gone")
+	}
+	if got := scan("ldap:corp"); got["k2"].GoneAt == nil || got["k1"].GoneAt != nil {
+		t.Fatalf("ScanLinks after MarkLinkGone = %+v", got)
 	}
 	e.mustUpdate(func(tx store.Tx) error { return tx.PutLink(e.ctx, ls[0]) })
 	ls, _ = e.s.ListUserLinks(e.ctx, u.ID)
