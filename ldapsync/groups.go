@@ -51,66 +51,6 @@ func (r *run) trackChange(c change) {
 	}
 }
 
-// fetchGroups reads every group (paged, with range retrieval) and resolves
-// user members to the run's user index. Nothing is written.
-func (r *run) fetchGroups(ctx context.Context, filter string) ([]grp, error) {
-	var out []grp
-	seen := map[string]bool{}
-	memberUID := r.s.src.MemberAttribute == "memberUid"
-	var failed []directory.RunItem
-	page := 0
-	for _, base := range r.s.src.GroupBaseDNs {
-		err := pagedSearch(ctx, r.conn, base, filter, r.m.groupAttrs(), r.s.src.GroupPage(), timeLimit(r.s.src.RequestTimeout),
-			func(entries []*ldap.Entry) error {
-				for _, e := range entries {
-					g, err := r.m.group(r.conn, e)
-					if err != nil {
-						return err
-					}
-					r.trackChange(g.Change)
-					if g.Err != "" {
-						failed = append(failed, r.item("failed", "group", g.DN, "entry "+g.DN+": "+g.Err))
-						r.res.Counts["failed"]++
-						r.keyless++
-						continue
-					}
-					if seen[g.Key] {
-						continue
-					}
-					seen[g.Key] = true
-					x := grp{key: g.Key, dn: g.DN, name: g.Name}
-					for _, v := range g.Members {
-						if memberUID {
-							if i, ok := r.nameIdx[lower(strings.TrimSpace(v))]; ok {
-								x.users = append(x.users, i)
-							}
-							continue
-						}
-						nd := normDN(v)
-						if i, ok := r.dnIdx[nd]; ok {
-							x.users = append(x.users, i)
-						} else {
-							x.others = append(x.others, nd)
-						}
-					}
-					out = append(out, x)
-				}
-				if r.s.opts.afterPage != nil {
-					r.s.opts.afterPage("groups", page)
-				}
-				page++
-				return nil
-			})
-		if err != nil {
-			return nil, err
-		}
-	}
-	if err := r.commit(ctx, nil, failed); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (r *run) loadGroups(ctx context.Context) error {
 	r.groups, r.groupNames = map[string]directory.Group{}, map[string]string{}
 	q := store.GroupQuery{Limit: 1000, IncludeDeleted: true}

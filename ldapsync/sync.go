@@ -43,7 +43,9 @@ type Options struct {
 	Dial Dialer // default Dial
 	// afterPage is a test hook called after each page ("users"/"groups", page index).
 	afterPage func(kind string, page int)
-	// beforeGroups is a test hook called in a full run between the user and the group read.
+	// beforeGroups is a test hook called in a full run between the user
+	// phase and the group phase (the group read has started beside the
+	// user phase's end; the groups are not yet taken).
 	beforeGroups func(r *run)
 }
 
@@ -337,6 +339,13 @@ func (r *run) full(ctx context.Context, next *cursor) error {
 		return true, pfErr
 	}
 	err := r.syncUsers(ctx, r.s.src.UserFilter)
+	var gr *groupReader
+	if err == nil {
+		// The groups are read from here on, beside the planning of the
+		// users still in the backlog (groupread.go).
+		gr = r.startGroupRead(ctx, r.s.src.GroupFilter)
+		defer gr.stop()
+	}
 	if _, perr := r.prefetchWait(true); perr != nil {
 		return perr
 	}
@@ -353,7 +362,7 @@ func (r *run) full(ctx context.Context, next *cursor) error {
 	if r.s.opts.beforeGroups != nil {
 		r.s.opts.beforeGroups(r)
 	}
-	groups, err := r.fetchGroups(ctx, r.s.src.GroupFilter)
+	groups, err := r.collectGroups(ctx, gr)
 	if err != nil {
 		return err
 	}

@@ -557,11 +557,13 @@ func (r *run) indexFromLinks(ctx context.Context) error {
 	return nil
 }
 
-// dropUserLookups releases, once the users of a full run are read, what
+// dropUserLookups releases, once the users of a full run are planned, what
 // only the user phase needs: the digests and the e-mail, userName and
 // pending-create lookups (about half of the run's per-user maps; the group
-// read that follows is the run's memory peak). The links and the seen keys
-// stay for markGone, the DN index for the group read.
+// phase that follows is the run's memory peak, and its read, started beside
+// the planning, holds at most groupReadAhead member values until then).
+// The links and the seen keys stay for markGone, the DN index for the
+// group phase.
 func (r *run) dropUserLookups() {
 	r.users, r.byEmail, r.byName, r.pending, r.linkedUser = nil, nil, nil, nil, nil
 }
