@@ -273,16 +273,17 @@ func (f fields) digest() digest { return f.digestWith(nil) }
 
 // digestWith hashes prefix, then the fields.
 func (f fields) digestWith(prefix []byte) digest {
-	h := sha256.New()
-	h.Write(prefix)
-	for _, s := range []string{f.UserName, f.Email, f.GivenName, f.FamilyName, f.DisplayName, f.FirmNumber,
+	// One buffer (on the stack for usual entries) and one Sum256: the
+	// same bytes as writing prefix and each field with its NUL to a hash.
+	var buf [512]byte
+	b := append(buf[:0], prefix...)
+	for _, s := range [...]string{f.UserName, f.Email, f.GivenName, f.FamilyName, f.DisplayName, f.FirmNumber,
 		f.UsualRole, f.Location, f.UserType, strconv.FormatBool(f.Active)} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+		b = append(b, s...)
+		b = append(b, 0)
 	}
-	var d digest
-	copy(d[:], h.Sum(nil))
-	return d
+	sum := sha256.Sum256(b)
+	return digest(sum[:len(digest{})])
 }
 
 // ldapGroup is one mapped group entry with its raw member values.

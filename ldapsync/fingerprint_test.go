@@ -2,8 +2,10 @@ package ldapsync
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -307,4 +309,41 @@ ref: ldap://other.example/ou=elsewhere,dc=example,dc=org
 		t.Fatalf("abort: %v (status %s), want an aborted run naming the reference", err, res.Status)
 	}
 	e.assertNothingGone(5)
+}
+
+// TestDigestUnchangedByUpgrade: the digest of an entry's fields is the
+// truncated SHA-256 of the prefix, then each field followed by a NUL,
+// exactly as written to a streaming hash before the one-buffer version,
+// so fingerprints stored by an older dirsyncd still match (long fields
+// included, which do not fit the stack buffer).
+func TestDigestUnchangedByUpgrade(t *testing.T) {
+	ref := func(prefix []byte, f fields) digest {
+		h := sha256.New()
+		h.Write(prefix)
+		for _, s := range []string{f.UserName, f.Email, f.GivenName, f.FamilyName, f.DisplayName, f.FirmNumber,
+			f.UsualRole, f.Location, f.UserType, strconv.FormatBool(f.Active)} {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		var d digest
+		copy(d[:], h.Sum(nil))
+		return d
+	}
+	long := strings.Repeat("x", 700)
+	for _, tc := range []struct {
+		prefix []byte
+		f      fields
+	}{
+		{nil, fields{}},
+		{[]byte("openldap\x00{...}\x00"), fields{UserName: "alice", Email: "alice@example.org", GivenName: "Alice", Active: true}},
+		{[]byte("p"), fields{UserName: "bob", DisplayName: long, FirmNumber: "0A123B", UsualRole: "caseworker", Location: "Leeds", UserType: "staff"}},
+		{[]byte(long), fields{UserName: long, Email: long}},
+	} {
+		if got, want := tc.f.digestWith(tc.prefix), ref(tc.prefix, tc.f); got != want {
+			t.Errorf("digestWith(%.20q, %+.40v) = %x, want %x", tc.prefix, tc.f, got, want)
+		}
+	}
+	if (fields{UserName: "a", Email: "b"}).digest() == (fields{UserName: "ab"}).digest() {
+		t.Error("field boundaries do not count")
+	}
 }
