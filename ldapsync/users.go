@@ -38,7 +38,7 @@ type run struct {
 	// prefetched store state (full runs; incremental runs query instead)
 	fetched      bool
 	links        map[string]*linkInfo     // link key → link
-	linkedUser   map[string]string        // user id → key of its live link from this source
+	linkedUser   map[string]*linkInfo     // user id → its live link from this source
 	users        map[string]*userInfo     // user id → managed-field digest (bulk read: many stale fingerprints)
 	namesLoaded  bool                     // byEmail and byName hold the store's users (loadUsers)
 	pointLookups int                      // e-mail and userName look-ups by query (namesLoaded false)
@@ -338,8 +338,8 @@ func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunIt
 			return nil
 		})
 		if r.fetched {
-			r.links[u.Key] = &linkInfo{userID: userID, dn: u.DN}
-			r.linkedUser[userID] = u.Key
+			li := &linkInfo{key: u.Key, userID: userID, dn: u.DN}
+			r.links[u.Key], r.linkedUser[userID] = li, li
 		}
 	}
 	if len(changed) > 0 {
@@ -487,8 +487,8 @@ func (r *run) createOp(creates []pendingCreate) op {
 			r.ids[c.idx] = c.u.ID
 			r.trackFields(c.u.ID, c.e.F)
 			if r.fetched {
-				r.links[c.e.Key] = &linkInfo{userID: c.u.ID, dn: c.e.DN}
-				r.linkedUser[c.u.ID] = c.e.Key
+				li := &linkInfo{key: c.e.Key, userID: c.u.ID, dn: c.e.DN}
+				r.links[c.e.Key], r.linkedUser[c.u.ID] = li, li
 			}
 		}
 		return nil
