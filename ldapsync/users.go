@@ -242,7 +242,7 @@ func (r *run) planUser(ctx context.Context, u ldapUser) ([]op, []directory.RunIt
 		if link.gone {
 			reasons = append(reasons, "back in the source")
 		}
-		if link.dn != "" && !strings.EqualFold(normDN(link.dn), normDN(u.DN)) {
+		if link.dn != "" && link.dn != u.DN && !strings.EqualFold(normDN(link.dn), normDN(u.DN)) {
 			reasons = append(reasons, fmt.Sprintf("renamed from %s", link.dn))
 		}
 	} else {
