@@ -155,15 +155,25 @@ func pagedSearchWith(ctx context.Context, c Conn, base, filter string, attrs []s
 			paging.SetCookie(cookie)
 		}
 	}()
-	for p := range pages {
-		if p.err != nil {
-			return p.err
-		}
-		if err := fn(p.entries); err != nil {
-			return err
+	for {
+		// A cancelled context ends the read now, not when a request the
+		// server is slow to answer returns (the request's goroutine ends
+		// then, on its own).
+		select {
+		case p, ok := <-pages:
+			if !ok {
+				return ctx.Err()
+			}
+			if p.err != nil {
+				return p.err
+			}
+			if err := fn(p.entries); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("ldapsync: search %q: %w", base, ctx.Err())
 		}
 	}
-	return ctx.Err()
 }
 
 // searchPage requests one page; the returned cookie is empty on the last.

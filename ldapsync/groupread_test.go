@@ -2,9 +2,12 @@ package ldapsync
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
 
 	"github.com/dirsyncd/dirsyncd/directory"
 )
@@ -104,5 +107,37 @@ func TestGroupReaderBudget(t *testing.T) {
 	gr.stop()
 	if ok := <-got; ok {
 		t.Fatal("reserve after stop: true")
+	}
+}
+
+// hangingConn answers no search until released (a server that stopped
+// answering without closing the connection).
+type hangingConn struct{ release chan struct{} }
+
+func (c hangingConn) Search(*ldap.SearchRequest) (*ldap.SearchResult, error) {
+	<-c.release
+	return nil, ldap.NewError(ldap.ErrorNetwork, errors.New("released"))
+}
+func (c hangingConn) Close() error { return nil }
+
+// TestCancelEndsHungSearch: cancelling a paged search (a run that stops
+// its group read) returns at once, not when the hung request returns.
+func TestCancelEndsHungSearch(t *testing.T) {
+	c := hangingConn{release: make(chan struct{})}
+	defer close(c.release)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- pagedSearch(ctx, c, "dc=x", "(objectClass=*)", nil, 10, 0, func([]*ldap.Entry) error { return nil })
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled search: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled search waited for the hung request")
 	}
 }
