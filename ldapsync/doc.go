@@ -24,13 +24,19 @@
 //
 // Speed of the scheduled case, a full sync of an unchanged directory: the
 // store's state is prefetched beside the user read (entries wait, mapped,
-// in a backlog), and fingerprints (state.go) let the run skip reading a
-// user or a group's members whose entry hashes as last time while the
-// user or group is still at the version it had then.
+// in a backlog; the links in one streamed scan, store.Reader.ScanLinks),
+// the groups are read beside the planning of the users still in the
+// backlog (groupread.go: a reader goroutine with a bounded read-ahead; the
+// run resolves members itself, so its index is never shared), and
+// fingerprints (state.go) let the run skip reading a user or a group's
+// members whose entry hashes as last time while the user or group is
+// still at the version it had then. Nothing of this changes what is
+// written: only when it is computed.
 //
 // Files: sync.go (runs, cursor, modes), users.go (user phase), state.go
-// (prefetch, fingerprints, look-ups), groups.go and graph.go (group phase),
-// entry.go (mapping), conn.go and wire.go (LDAP client, paged search).
+// (prefetch, fingerprints, look-ups), groupread.go (group read), groups.go
+// and graph.go (group phase), entry.go (mapping), conn.go and wire.go
+// (LDAP client, paged search).
 //
 // It talks to the store only through the Store interface declared here
 // (a subset of store.Store), and to LDAP through Conn (tests replay
