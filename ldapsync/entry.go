@@ -124,6 +124,38 @@ func (m *mapper) changeOf(e *ldap.Entry) change {
 
 // normTime turns a generalized time into YYYYMMDDHHMMSSZ (UTC), "" if unparsable.
 func normTime(s string) string {
+	if v, ok := canonicalTime(s); ok {
+		return v // what OpenLDAP sends: checked, not parsed by layout (5% of a full sync's CPU)
+	}
+	return parseNormTime(s)
+}
+
+// canonicalTime recognizes s already in the YYYYMMDDHHMMSSZ form: ok with
+// s when it is a valid time, ok with "" when it is not (as parsing would).
+func canonicalTime(s string) (string, bool) {
+	if len(s) != len(genTime) || s[len(s)-1] != 'Z' {
+		return "", false
+	}
+	var n [6]int
+	p := 0
+	for i, w := range [6]int{4, 2, 2, 2, 2, 2} {
+		for _, c := range []byte(s[p : p+w]) {
+			if c < '0' || c > '9' {
+				return "", false
+			}
+			n[i] = n[i]*10 + int(c-'0')
+		}
+		p += w
+	}
+	t := time.Date(n[0], time.Month(n[1]), n[2], n[3], n[4], n[5], 0, time.UTC)
+	if t.Year() != n[0] || int(t.Month()) != n[1] || t.Day() != n[2] || t.Hour() != n[3] || t.Minute() != n[4] || t.Second() != n[5] {
+		return "", true // out of range (month 13, 30 February, second 60): unparsable
+	}
+	return s, true
+}
+
+// parseNormTime is normTime by layout.
+func parseNormTime(s string) string {
 	t, err := parseGeneralized(s)
 	if err != nil {
 		return ""

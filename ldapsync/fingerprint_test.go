@@ -347,3 +347,42 @@ func TestDigestUnchangedByUpgrade(t *testing.T) {
 		t.Error("field boundaries do not count")
 	}
 }
+
+// TestNormTimeFastPathAgrees: the canonical form is checked without
+// parsing by layout, with the same result as parsing.
+func TestNormTimeFastPathAgrees(t *testing.T) {
+	for _, s := range []string{
+		"20261202101010Z", "20240229235959Z", "20230229000000Z", "20261301000000Z", "20261200000000Z",
+		"20261231240000Z", "20261231236000Z", "20261231235960Z", "00010101000000Z", "2026120210101aZ",
+		"20261202101010", "20261202101010.5Z", "20261202101010+0100", "20261202101010.123456-0230", "", "Z",
+		"99991231235959Z", "20261202101010z",
+	} {
+		if got, want := normTime(s), parseNormTime(s); got != want {
+			t.Errorf("normTime(%q) = %q, by layout %q", s, got, want)
+		}
+	}
+	if _, ok := canonicalTime("20261202101010Z"); !ok {
+		t.Error("the canonical form takes the slow path")
+	}
+}
+
+// BenchmarkNormTime: an OpenLDAP modifyTimestamp (canonical), and one
+// with a zone offset (parsed by layout).
+func BenchmarkNormTime(b *testing.B) {
+	for _, tc := range []struct {
+		name, s string
+		f       func(string) string
+	}{
+		{"canonical", "20261202101010Z", normTime},
+		{"canonical-by-layout", "20261202101010Z", parseNormTime}, // what normTime did before
+		{"offset", "20261202101010+0100", normTime},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for range b.N {
+				if tc.f(tc.s) == "" {
+					b.Fatal("unparsed")
+				}
+			}
+		})
+	}
+}
