@@ -157,3 +157,44 @@ func planText(rows pgx.Rows) (string, error) {
 	}
 	return strings.Join(plan, "; "), rows.Err()
 }
+
+// TestLiveUsersPlanWithoutStatistics: on a users table never analyzed (a
+// first LDAP sync's 100,000 new users before autovacuum reaches them), the
+// live-user check of AddMembers and ReplaceMembers reads the users it is
+// given by the primary key, not the whole of the partial users_user_name_uq
+// (which it did with "deleted_at IS NULL" in its WHERE clause: 18 ms for
+// 150 ids, half of a PostgreSQL first full sync).
+func TestLiveUsersPlanWithoutStatistics(t *testing.T) {
+	ctx := context.Background()
+	s := migratedStore(t)
+	for _, q := range []string{
+		"ALTER TABLE users SET (autovacuum_enabled = false)",
+		`INSERT INTO users (id, user_name, user_name_lc, version, created_at, updated_at)
+SELECT 'u' || lpad(g::text, 6, '0'), 'n' || g, 'n' || g, 1, now(), now() FROM generate_series(0, 99999) g`,
+	} {
+		if err := s.TestingExecRaw(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := make([]string, 150) // one group's new members (planFor: unprepared, planned for these values)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("u%06d", i*601)
+	}
+	q, arg := sqlstore.LiveUsersSQL(Dialect, ids)
+	rows, err := s.DB().(*pgDB).pool.Query(ctx, "EXPLAIN "+q, pgx.QueryExecModeExec, arg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, strings.TrimSpace(line))
+	}
+	rows.Close()
+	if p := strings.Join(plan, "; "); !strings.Contains(p, "users_pkey") || strings.Contains(p, "users_user_name_uq") {
+		t.Errorf("live-user check without statistics: plan %q does not read users_pkey alone", p)
+	}
+}

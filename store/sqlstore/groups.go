@@ -358,19 +358,58 @@ func (t *txn) AddMembers(ctx context.Context, groupID string, userIDs []string) 
 	// users to add are checked and share-locked, so a concurrent DeleteUser
 	// is waited for and then seen. (Members are not locked: DeleteUser
 	// locks a member's user row before its groups.)
-	// (SQLite: from the covering index, not each user's table row.)
-	in, arg = t.s.d.InList("id", add)
-	live, err := t.strings(ctx, `SELECT id FROM users`+t.s.d.UserVersionIndex+` WHERE deleted_at IS NULL AND `+in+` ORDER BY id`+t.forShare(), arg)
+	live, err := t.liveUsers(ctx, add)
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
-	if len(live) != len(add) {
-		return fmt.Errorf("store: %s: %d of %d users do not exist or are deleted: %w", op, len(add)-len(live), len(ids), store.ErrNotFound)
+	if live != len(add) {
+		return fmt.Errorf("store: %s: %d of %d users do not exist or are deleted: %w", op, len(add)-live, len(ids), store.ErrNotFound)
 	}
 	if err := t.addMembers(ctx, op, groupID, add); err != nil {
 		return err
 	}
 	return t.touchGroup(ctx, op, groupID)
+}
+
+// LiveUsersSQL is the statement liveUsers runs for ids, with its one
+// argument (exported for the dialects' plan tests). The live test is on
+// the rows read by id, not in the WHERE clause: with "deleted_at IS NULL"
+// there, PostgreSQL on a users table not yet analyzed (a first LDAP sync's
+// burst of new users, until autovacuum gets to it) read the whole partial
+// index users_user_name_uq and filtered it by id, 18 ms for 150 ids among
+// 100,000 users against 0.75 ms by the primary key: half of a 100,000-user
+// first sync's time in PostgreSQL. (SQLite: from the covering index, not
+// each user's table row.)
+func LiveUsersSQL(d *Dialect, ids []string) (string, any) {
+	in, arg := d.InList("id", ids)
+	q := `SELECT id, deleted_at IS NULL FROM users` + d.UserVersionIndex + ` WHERE ` + in + ` ORDER BY id`
+	if d.ForShare != "" {
+		q += d.ForShare
+	}
+	return d.rebind(q), arg
+}
+
+// liveUsers counts the live users among ids (no duplicates), share-locking
+// the rows read (Dialect.ForShare) until commit.
+func (t *txn) liveUsers(ctx context.Context, ids []string) (int, error) {
+	q, arg := LiveUsersSQL(t.s.d, ids)
+	rows, err := t.c.Query(ctx, q, arg)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id string
+		var live bool
+		if err := rows.Scan(&id, &live); err != nil {
+			return 0, err
+		}
+		if live {
+			n++
+		}
+	}
+	return n, rows.Err()
 }
 
 func minus(a, b []string) []string {
@@ -459,13 +498,12 @@ func (t *txn) ReplaceMembers(ctx context.Context, groupID string, userIDs []stri
 	}
 	add := minus(ids, have)
 	if len(add) > 0 {
-		in, arg := t.s.d.InList("id", add)
-		live, err := t.strings(ctx, `SELECT id FROM users WHERE deleted_at IS NULL AND `+in+` ORDER BY id`+t.forShare(), arg)
+		live, err := t.liveUsers(ctx, add)
 		if err != nil {
 			return fmt.Errorf("store: %s: %w", op, err)
 		}
-		if len(live) != len(add) {
-			return fmt.Errorf("store: %s: %d users do not exist or are deleted: %w", op, len(add)-len(live), store.ErrNotFound)
+		if live != len(add) {
+			return fmt.Errorf("store: %s: %d users do not exist or are deleted: %w", op, len(add)-live, store.ErrNotFound)
 		}
 	}
 	del := minus(have, ids)
