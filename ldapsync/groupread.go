@@ -40,8 +40,7 @@ type groupReader struct {
 // connection, which nothing else may use until the read ends.
 func (r *run) startGroupRead(ctx context.Context, filter string) *groupReader {
 	ctx, cancel := context.WithCancel(ctx)
-	gr := &groupReader{pages: make(chan []ldapGroup, 1024), cancel: cancel}
-	gr.cond = newCond(gr)
+	gr := newGroupReader(cancel)
 	memberUID := r.s.src.MemberAttribute == "memberUid"
 	conn, src, m, hook := r.conn, r.s.src, r.m, r.s.opts.afterPage
 	go func() {
@@ -89,7 +88,12 @@ func (r *run) startGroupRead(ctx context.Context, filter string) *groupReader {
 	return gr
 }
 
-func newCond(gr *groupReader) *sync.Cond { return sync.NewCond(&gr.mu) }
+// newGroupReader is a reader with nothing read yet; cancel stops its read.
+func newGroupReader(cancel context.CancelFunc) *groupReader {
+	gr := &groupReader{pages: make(chan []ldapGroup, 1024), cancel: cancel}
+	gr.cond = sync.NewCond(&gr.mu)
+	return gr
+}
 
 // reserve waits until n more member values fit the read-ahead (a page
 // alone always fits); false when the read was stopped.

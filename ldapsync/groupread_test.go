@@ -70,11 +70,7 @@ func TestFullRunReadsGroupsBesideUserPlanning(t *testing.T) {
 // values not yet taken (a page alone always fits) and stops waiting when
 // stopped.
 func TestGroupReaderBudget(t *testing.T) {
-	newReader := func() *groupReader {
-		gr := &groupReader{pages: make(chan []ldapGroup, 1024), cancel: func() {}}
-		gr.cond = newCond(gr)
-		return gr
-	}
+	newReader := func() *groupReader { return newGroupReader(func() {}) }
 	gr := newReader()
 	if !gr.reserve(groupReadAhead + 10) { // alone: fits
 		t.Fatal("a page alone did not fit")

@@ -382,11 +382,7 @@ func (t *txn) AddMembers(ctx context.Context, groupID string, userIDs []string) 
 // each user's table row.)
 func LiveUsersSQL(d *Dialect, ids []string) (string, any) {
 	in, arg := d.InList("id", ids)
-	q := `SELECT id, deleted_at IS NULL FROM users` + d.UserVersionIndex + ` WHERE ` + in + ` ORDER BY id`
-	if d.ForShare != "" {
-		q += d.ForShare
-	}
-	return d.rebind(q), arg
+	return d.rebind(`SELECT deleted_at IS NULL FROM users` + d.UserVersionIndex + ` WHERE ` + in + ` ORDER BY id` + d.ForShare), arg
 }
 
 // liveUsers counts the live users among ids (no duplicates), share-locking
@@ -400,9 +396,8 @@ func (t *txn) liveUsers(ctx context.Context, ids []string) (int, error) {
 	defer rows.Close()
 	n := 0
 	for rows.Next() {
-		var id string
 		var live bool
-		if err := rows.Scan(&id, &live); err != nil {
+		if err := rows.Scan(&live); err != nil {
 			return 0, err
 		}
 		if live {

@@ -141,20 +141,31 @@ func (r *reader) FindUserByLink(ctx context.Context, source, key string) (direct
 const linkSelect = `SELECT user_id, source, link_key, dn, gone_at, last_seen_at FROM source_links`
 
 func (r *reader) queryLinks(ctx context.Context, tail string, args ...any) ([]directory.SourceLink, error) {
-	rows, err := r.c.Query(ctx, linkSelect+" "+tail, args...)
+	var out []directory.SourceLink
+	err := r.eachLink(ctx, linkSelect+" "+tail, args, func(l directory.SourceLink) error {
+		out = append(out, l)
+		return nil
+	})
+	return out, err
+}
+
+// eachLink runs q (linkSelect and a tail) and calls fn with each link read.
+func (r *reader) eachLink(ctx context.Context, q string, args []any, fn func(directory.SourceLink) error) error {
+	rows, err := r.c.Query(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	var out []directory.SourceLink
 	for rows.Next() {
 		var l directory.SourceLink
 		if err := rows.Scan(&l.UserID, &l.Source, &l.Key, &l.DN, ntscan{&l.GoneAt}, tscan{&l.LastSeenAt}); err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, l)
+		if err := fn(l); err != nil {
+			return err
+		}
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // ListUserLinks returns a user's source links by source and key.
@@ -177,26 +188,15 @@ func (r *reader) ListLinks(ctx context.Context, source, after string, limit int)
 
 // ScanLinks streams a source's links in storage order (Dialect.NoIndex).
 func (r *reader) ScanLinks(ctx context.Context, source string, fn func(directory.SourceLink) error) error {
-	const op = "scan links"
-	rows, err := r.c.Query(ctx, `SELECT user_id, source, link_key, dn, gone_at, last_seen_at FROM source_links`+r.s.d.NoIndex+
-		` WHERE source = ?`, source)
-	if err != nil {
-		return fmt.Errorf("store: %s of %s: %w", op, source, err)
+	var fnErr error
+	err := r.eachLink(ctx, linkSelect+r.s.d.NoIndex+` WHERE source = ?`, []any{source}, func(l directory.SourceLink) error {
+		fnErr = fn(l)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("store: scan links of %s: %w", source, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var l directory.SourceLink
-		if err := rows.Scan(&l.UserID, &l.Source, &l.Key, &l.DN, ntscan{&l.GoneAt}, tscan{&l.LastSeenAt}); err != nil {
-			return fmt.Errorf("store: %s of %s: %w", op, source, err)
-		}
-		if err := fn(l); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: %s of %s: %w", op, source, err)
-	}
-	return nil
+	return err
 }
 
 func sqlLimit(limit int) int64 {
