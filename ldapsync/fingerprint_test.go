@@ -141,8 +141,10 @@ func TestFingerprintsSkipUnchangedUsers(t *testing.T) {
 	if !ok {
 		t.Fatalf("store %T has no TestingExecRaw", rc.testStore)
 	}
-	if err := h.TestingExecRaw(ctx, `DELETE FROM sync_fingerprints`); err != nil {
-		t.Fatal(err)
+	for _, q := range []string{`DELETE FROM sync_fingerprints`, `DELETE FROM sync_snapshots`} {
+		if err := h.TestingExecRaw(ctx, q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	saved := staleBulkRead
 	staleBulkRead = 0

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
@@ -80,53 +79,20 @@ func (r *run) prefetch(ctx context.Context) error {
 	r.byEmail, r.byName = map[string]string{}, map[string]string{}
 	r.users, r.namesLoaded = nil, false
 	r.liveLinks = 0
-	var slab linkSlab
-	err := r.s.st.ScanLinks(ctx, r.s.source, func(l directory.SourceLink) error {
-		li := slab.new(linkInfo{key: l.Key, userID: l.UserID, dn: l.DN, gone: l.GoneAt != nil})
-		r.links[l.Key] = li
-		if !li.gone {
-			// Two live links to one user (the schema does not forbid it):
-			// the first by key, as read in key order before ScanLinks.
-			if cur := r.linkedUser[l.UserID]; cur == nil || l.Key < cur.key {
-				r.linkedUser[l.UserID] = li
-			}
-			r.liveLinks++
-		}
-		return nil
-	})
+	// The stored snapshot brought up to date (snapshot.go), else the scans.
+	snap, ok, err := r.loadSnapshot(ctx)
 	if err != nil {
-		return fmt.Errorf("ldapsync: list links: %w", err)
+		return err
 	}
-	// Fingerprints by key, then the users' versions: a fingerprint is
-	// fresh while its link's user is still at its version, not deleted.
-	withFP := 0
-	err = r.s.st.ListFingerprints(ctx, r.s.source, func(f store.Fingerprint) error {
-		l := r.links[f.Key]
-		if l == nil || l.gone || l.userID != f.UserID || f.UserVersion <= 0 || r.linkedUser[f.UserID] != l {
-			return nil
-		}
-		if d, ok := parseDigest(f.Digest); ok {
-			l.fp, l.fpVersion = d, f.UserVersion
-			withFP++
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("ldapsync: list fingerprints: %w", err)
-	}
-	fresh := 0
-	if withFP > 0 {
-		err = r.s.st.ListUserVersions(ctx, func(v store.UserVersion) error {
-			if l := r.linkedUser[v.ID]; l != nil && l.fpVersion > 0 && !v.Deleted && v.Version == l.fpVersion {
-				l.fresh = true
-				fresh++
-			}
-			return nil
-		})
+	if !ok {
+		seq, links, err := r.scanState(ctx)
 		if err != nil {
-			return fmt.Errorf("ldapsync: list user versions: %w", err)
+			return err
 		}
+		snap = &snapshotState{seq: seq, links: links, changed: true}
 	}
+	r.snap = snap
+	fresh := r.install(snap.links)
 	if stale := r.liveLinks - fresh; stale > staleBulkRead && stale > r.liveLinks/10 {
 		if err := r.loadUsers(ctx, true); err != nil {
 			return err
@@ -225,6 +191,11 @@ func (r *run) putFingerprints(ctx context.Context, w writer, fps []store.Fingerp
 	}
 	if err := w.PutFingerprints(ctx, r.s.source, fps); err != nil {
 		return fmt.Errorf("ldapsync: record %d fingerprints: %w", len(fps), err)
+	}
+	if r.snap != nil { // the stored snapshot learns of them (storeSnapshot)
+		for _, f := range fps {
+			r.snap.noteFingerprint(f.UserID)
+		}
 	}
 	return nil
 }

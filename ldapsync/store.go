@@ -33,6 +33,12 @@ type Reader interface {
 	ListGroupFingerprints(ctx context.Context, source string) ([]store.GroupFingerprint, error)
 	ListFingerprints(ctx context.Context, source string, fn func(store.Fingerprint) error) error
 	ListUserVersions(ctx context.Context, fn func(store.UserVersion) error) error
+	ListFingerprintsByKey(ctx context.Context, source string, keys []string) ([]store.Fingerprint, error)
+	ListLinksOfUsers(ctx context.Context, source string, ids []string) ([]directory.SourceLink, error)
+	ListUserVersionsByID(ctx context.Context, ids []string) ([]store.UserVersion, error)
+	GetSyncSnapshot(ctx context.Context, source string) (store.SyncSnapshot, error)
+	ListAuditUsersAfter(ctx context.Context, seq int64, limit int) (ids []string, complete bool, err error)
+	LastAuditSeq(ctx context.Context) (int64, error)
 }
 
 // writer is the subset of store.Tx ldapsync writes with.
@@ -55,6 +61,7 @@ type writer interface {
 	SetCursor(ctx context.Context, source, value string) error
 	PutFingerprints(ctx context.Context, source string, fps []store.Fingerprint) error
 	PutGroupFingerprints(ctx context.Context, source string, fps []store.GroupFingerprint) error
+	PutSyncSnapshot(ctx context.Context, source string, s store.SyncSnapshot) error
 	GetGroup(ctx context.Context, id string) (directory.Group, error)
 	ListGroupMembers(ctx context.Context, groupID, after string, limit int) ([]string, error)
 }

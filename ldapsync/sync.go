@@ -393,6 +393,7 @@ func (r *run) full(ctx context.Context, next *cursor) error {
 	if err := r.markGone(ctx); err != nil {
 		return err
 	}
+	r.storeSnapshot(ctx)
 	next.LastFullUsers, next.LastFullGroups = int64(r.usersSeen), int64(len(groups))
 	r.res.Counts["users_seen"] = int64(r.usersSeen)
 	r.res.Counts["groups_seen"] = int64(len(groups))

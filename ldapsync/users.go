@@ -37,6 +37,7 @@ type run struct {
 
 	// prefetched store state (full runs; incremental runs query instead)
 	fetched      bool
+	snap         *snapshotState           // the prefetch's state, for the next full run (snapshot.go)
 	links        map[string]*linkInfo     // link key → link
 	linkedUser   map[string]*linkInfo     // user id → its live link from this source
 	users        map[string]*userInfo     // user id → managed-field digest (bulk read: many stale fingerprints)

@@ -97,6 +97,23 @@ type Reader interface {
 	// (soft-deleted users included), in no particular order; as
 	// ListFingerprints.
 	ListUserVersions(ctx context.Context, fn func(UserVersion) error) error
+	// ListFingerprintsByKey returns the source's fingerprints of those keys
+	// (the ones it has), by key.
+	ListFingerprintsByKey(ctx context.Context, source string, keys []string) ([]Fingerprint, error)
+	// ListLinksOfUsers returns a source's links (gone ones too) of the
+	// users ids, by key.
+	ListLinksOfUsers(ctx context.Context, source string, ids []string) ([]directory.SourceLink, error)
+	// ListUserVersionsByID returns the versions of those of the users ids
+	// that exist (soft-deleted ones included), by id.
+	ListUserVersionsByID(ctx context.Context, ids []string) ([]UserVersion, error)
+	// GetSyncSnapshot returns a sync source's stored snapshot (ErrNotFound
+	// when there is none).
+	GetSyncSnapshot(ctx context.Context, source string) (SyncSnapshot, error)
+	// ListAuditUsersAfter returns the distinct object ids of the audit
+	// events of object type "user" (every user and link write records one)
+	// with a sequence number above seq, reading at most limit such events:
+	// complete is false when there were more.
+	ListAuditUsersAfter(ctx context.Context, seq int64, limit int) (ids []string, complete bool, err error)
 	// ListGroupFingerprints returns a sync source's group fingerprints by
 	// key, each with its group's current version and deletion.
 	ListGroupFingerprints(ctx context.Context, source string) ([]GroupFingerprint, error)
@@ -142,6 +159,15 @@ type Fingerprint struct {
 	UserID      string
 	Digest      string
 	UserVersion int64
+}
+
+// SyncSnapshot is a sync source's own record of its state (ldapsync's
+// encoding in Data) as read after audit event AuditSeq: every change made
+// after it has a higher sequence number (the chain head is held until
+// commit), so the events after AuditSeq name what may have moved since.
+type SyncSnapshot struct {
+	AuditSeq int64
+	Data     []byte
 }
 
 // UserVersion is a user's current version and deletion (ListUserVersions).
@@ -237,6 +263,9 @@ type Tx interface {
 	PutFingerprints(ctx context.Context, source string, fps []Fingerprint) error
 	// PutGroupFingerprints is PutFingerprints for group fingerprints.
 	PutGroupFingerprints(ctx context.Context, source string, fps []GroupFingerprint) error
+	// PutSyncSnapshot creates or replaces a sync source's snapshot; like a
+	// fingerprint a cache, not domain state: no audit event.
+	PutSyncSnapshot(ctx context.Context, source string, s SyncSnapshot) error
 
 	// Record writes a free-form audit event (logins, decisions, approvals).
 	Record(ctx context.Context, action, objectType, objectID string, before, after any) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
 
@@ -142,4 +143,135 @@ func (t *txn) PutGroupFingerprints(ctx context.Context, source string, fps []sto
 		f := fps[i]
 		return f.Key, f.GroupID, f.Digest, f.GroupVersion
 	})
+}
+
+// ListFingerprintsByKey returns the source's fingerprints of keys, by key.
+func (r *reader) ListFingerprintsByKey(ctx context.Context, source string, keys []string) ([]store.Fingerprint, error) {
+	const op = "list fingerprints by key"
+	var out []store.Fingerprint
+	for start := 0; start < len(keys); start += loadChunk {
+		in, arg := r.s.d.InList("link_key", keys[start:min(start+loadChunk, len(keys))])
+		rows, err := r.c.Query(ctx, `SELECT link_key, user_id, digest, user_version FROM sync_fingerprints WHERE source = ? AND `+in+` ORDER BY link_key`, source, arg)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+		}
+		for rows.Next() {
+			var f store.Fingerprint
+			if err := rows.Scan(&f.Key, &f.UserID, &f.Digest, &f.UserVersion); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+			}
+			out = append(out, f)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: %s of %s: %w", op, source, err)
+		}
+	}
+	return out, nil
+}
+
+// Sync snapshots (migration 0061): a source's prefetch state in one row,
+// valid after its audit sequence number. Not audited, as fingerprints.
+
+// GetSyncSnapshot returns a source's snapshot (store.ErrNotFound if none).
+func (r *reader) GetSyncSnapshot(ctx context.Context, source string) (store.SyncSnapshot, error) {
+	var s store.SyncSnapshot
+	err := r.c.QueryRow(ctx, `SELECT audit_seq, data FROM sync_snapshots WHERE source = ?`, source).Scan(&s.AuditSeq, &s.Data)
+	if err != nil {
+		return store.SyncSnapshot{}, fmt.Errorf("store: get sync snapshot of %s: %w", source, r.s.mapErr(err))
+	}
+	return s, nil
+}
+
+// ListAuditUsersAfter returns the distinct object ids of user events after
+// seq (at most limit events read; complete says whether that was all).
+// It walks the primary key from seq: cheap while few events follow.
+func (r *reader) ListAuditUsersAfter(ctx context.Context, seq int64, limit int) ([]string, bool, error) {
+	const op = "list audited users"
+	if limit <= 0 {
+		return nil, false, fmt.Errorf("store: %s: limit must be positive, got %d", op, limit)
+	}
+	rows, err := r.c.Query(ctx, `SELECT object_id FROM audit_events WHERE seq > ? AND object_type = 'user' ORDER BY seq LIMIT ?`, seq, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: %s after %d: %w", op, seq, err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var ids []string
+	n := 0
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, false, fmt.Errorf("store: %s after %d: %w", op, seq, err)
+		}
+		if n++; n > limit {
+			return ids, false, nil
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("store: %s after %d: %w", op, seq, err)
+	}
+	return ids, true, nil
+}
+
+// PutSyncSnapshot creates or replaces a source's snapshot.
+func (t *txn) PutSyncSnapshot(ctx context.Context, source string, s store.SyncSnapshot) error {
+	const op = "put sync snapshot"
+	if source == "" || s.AuditSeq < 0 || s.Data == nil {
+		return fmt.Errorf("store: %s: source, a sequence number >= 0 and data are required", op)
+	}
+	if _, err := t.c.Exec(ctx, `INSERT INTO sync_snapshots (source, audit_seq, data) VALUES (?, ?, ?)
+ON CONFLICT (source) DO UPDATE SET audit_seq = excluded.audit_seq, data = excluded.data`, source, s.AuditSeq, s.Data); err != nil {
+		return fmt.Errorf("store: %s of %s: %w", op, source, t.s.mapErr(err))
+	}
+	return nil
+}
+
+// ListLinksOfUsers returns the source's links (gone ones too) whose user is
+// one of ids, by key.
+func (r *reader) ListLinksOfUsers(ctx context.Context, source string, ids []string) ([]directory.SourceLink, error) {
+	var out []directory.SourceLink
+	for start := 0; start < len(ids); start += loadChunk {
+		in, arg := r.s.d.InList("user_id", ids[start:min(start+loadChunk, len(ids))])
+		ls, err := r.queryLinks(ctx, "WHERE source = ? AND "+in+" ORDER BY link_key", source, arg)
+		if err != nil {
+			return nil, fmt.Errorf("store: list links of %d users of %s: %w", len(ids), source, err)
+		}
+		out = append(out, ls...)
+	}
+	return out, nil
+}
+
+// ListUserVersionsByID returns the versions of the users ids (those that
+// exist, soft-deleted ones included), by id.
+func (r *reader) ListUserVersionsByID(ctx context.Context, ids []string) ([]store.UserVersion, error) {
+	const op = "list user versions by id"
+	var out []store.UserVersion
+	for start := 0; start < len(ids); start += loadChunk {
+		in, arg := r.s.d.InList("id", ids[start:min(start+loadChunk, len(ids))])
+		rows, err := r.c.Query(ctx, `SELECT id, version, deleted_at IS NOT NULL FROM users`+r.s.d.UserVersionIndex+` WHERE `+in+` ORDER BY id`, arg)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", op, err)
+		}
+		for rows.Next() {
+			var v store.UserVersion
+			if err := rows.Scan(&v.ID, &v.Version, &v.Deleted); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: %s: %w", op, err)
+			}
+			out = append(out, v)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", op, err)
+		}
+	}
+	return out, nil
 }
