@@ -204,7 +204,7 @@ func BenchmarkLDAPSync(b *testing.B) {
 				if raw, ok := st.(interface {
 					TestingExecRaw(ctx context.Context, q string) error
 				}); ok {
-					for _, q := range []string{"DELETE FROM sync_fingerprints", "DELETE FROM sync_group_fingerprints"} {
+					for _, q := range []string{"DELETE FROM sync_fingerprints", "DELETE FROM sync_group_fingerprints", "DELETE FROM sync_snapshots"} {
 						if err := raw.TestingExecRaw(context.Background(), q); err != nil {
 							b.Fatal(err)
 						}

@@ -77,6 +77,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Links", testLinks},
 		{"Fingerprints", testFingerprints}, // fingerprints.go
 		{"GroupFingerprints", testGroupFingerprints},
+		{"SyncSnapshots", testSyncSnapshots}, // snapshots.go
+		{"AuditUsersAfter", testAuditUsersAfter},
 		{"UserFilters", testUserFilters},
 		{"UserPaging", testUserPaging},
 		{"SearchUsers", testSearchUsers}, // admin.go
