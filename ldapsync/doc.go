@@ -30,11 +30,15 @@
 // run resolves members itself, so its index is never shared), and
 // fingerprints (state.go) let the run skip reading a user or a group's
 // members whose entry hashes as last time while the user or group is
-// still at the version it had then. Nothing of this changes what is
-// written: only when it is computed.
+// still at the version it had then. The prefetch itself reads one stored
+// snapshot of that state (snapshot.go) and re-reads only the users the
+// audit log names as changed since, instead of scanning every link,
+// fingerprint and user version. Nothing of this changes what is written:
+// only when it is computed.
 //
 // Files: sync.go (runs, cursor, modes), users.go (user phase), state.go
-// (prefetch, fingerprints, look-ups), groupread.go (group read), groups.go
+// (prefetch, fingerprints, look-ups), snapshot.go (the prefetch's stored
+// snapshot), groupread.go (group read), groups.go
 // and graph.go (group phase), entry.go (mapping), conn.go and wire.go
 // (LDAP client, paged search).
 //

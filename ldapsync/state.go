@@ -17,7 +17,7 @@ import (
 // directory cheap: after each comparison the run records "entry K, whose
 // mapped fields hash to D, matched user U at version V". The next full run
 // reads the links, the fingerprints and the users' versions (one streamed
-// query each) and, for an
+// query each, scanState; or their stored snapshot, snapshot.go) and, for an
 // entry that still hashes to D while its user is still at version V, knows
 // without reading the user that nothing changed: every user write bumps
 // the version, whoever makes it (SCIM, an admin, another source). Any other

@@ -124,16 +124,16 @@ func testAuditUsersAfter(e *env) {
 		return tx.PutLink(e.ctx, directory.SourceLink{UserID: v.ID, Source: "ldap:corp", Key: "k1", DN: "uid=a2"})
 	}, v.ID)
 	after("link deleted", func(tx store.Tx) error { return tx.DeleteLink(e.ctx, "ldap:corp", "k1") }, v.ID)
-	after("user updated", func(tx store.Tx) error {
-		x := e.getUser(w.ID)
-		x.DisplayName = "Carol C"
-		return tx.UpdateUser(e.ctx, &x, 0)
-	}, w.ID)
+	// (users read before Update: a store on one connection cannot be read
+	// through inside it)
+	wu := e.getUser(w.ID)
+	wu.DisplayName = "Carol C"
+	after("user updated", func(tx store.Tx) error { return tx.UpdateUser(e.ctx, &wu, 0) }, w.ID)
 	y := user("dave", "")
 	y.ID = "dave-id"
+	x := e.getUser(u.ID)
+	x.DisplayName = "Alice A"
 	after("users upserted", func(tx store.Tx) error {
-		x := e.getUser(u.ID)
-		x.DisplayName = "Alice A"
 		_, _, err := tx.UpsertUsers(e.ctx, []*directory.User{&x, &y})
 		return err
 	}, u.ID, "dave-id")
