@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dirsyncd/dirsyncd/audit"
 	"github.com/dirsyncd/dirsyncd/directory"
 	"github.com/dirsyncd/dirsyncd/store"
 )
@@ -190,20 +189,31 @@ func decodeSnapshot(data []byte) ([]linkInfo, error) {
 	return out, nil
 }
 
-// install makes links the run's prefetched links (r.links, r.linkedUser,
-// r.liveLinks): of two live links to one user (the schema does not forbid
+// claim makes l its user's link in byUser unless the user already has one
+// first by key: of two live links to one user (the schema does not forbid
 // it) the first by key is the user's, and only its fingerprint counts.
-// It returns how many live links have a fresh fingerprint.
-func (r *run) install(links []*linkInfo) (fresh int) {
+func claim(byUser map[string]*linkInfo, l *linkInfo) {
+	if cur := byUser[l.userID]; !l.gone && (cur == nil || l.key < cur.key) {
+		byUser[l.userID] = l
+	}
+}
+
+// install makes links the run's prefetched links (r.links, r.linkedUser).
+func (r *run) install(links []*linkInfo) {
 	for _, l := range links {
 		r.links[l.key] = l
-		if l.gone {
-			continue
+		claim(r.linkedUser, l)
+	}
+}
+
+// countLinks sets r.liveLinks and returns how many users' links have a
+// fresh fingerprint.
+func (r *run) countLinks() (fresh int) {
+	r.liveLinks = 0
+	for _, l := range r.links {
+		if !l.gone {
+			r.liveLinks++
 		}
-		if cur := r.linkedUser[l.userID]; cur == nil || l.key < cur.key {
-			r.linkedUser[l.userID] = l
-		}
-		r.liveLinks++
 	}
 	for _, l := range r.linkedUser {
 		if l.fresh {
@@ -214,25 +224,19 @@ func (r *run) install(links []*linkInfo) (fresh int) {
 }
 
 // scanState reads the source's links, fingerprints and the users' versions
-// (three streamed scans) into links: the state as of audit event seq, read
-// before them.
-func (r *run) scanState(ctx context.Context) (seq int64, links []*linkInfo, err error) {
+// (three streamed scans) into links and the maps byKey and byUser (as
+// install fills them): the state as of audit event seq, read before them.
+func (r *run) scanState(ctx context.Context, byKey, byUser map[string]*linkInfo) (seq int64, links []*linkInfo, err error) {
 	if seq, err = r.s.st.LastAuditSeq(ctx); err != nil {
 		return 0, nil, fmt.Errorf("ldapsync: read the audit sequence: %w", err)
 	}
-	n := r.sizeHint()
-	byKey, byUser := make(map[string]*linkInfo, n), make(map[string]*linkInfo, n)
-	links = make([]*linkInfo, 0, n)
+	links = make([]*linkInfo, 0, r.sizeHint())
 	var slab linkSlab
 	err = r.s.st.ScanLinks(ctx, r.s.source, func(l directory.SourceLink) error {
 		li := slab.new(linkInfo{key: l.Key, userID: l.UserID, dn: l.DN, gone: l.GoneAt != nil})
 		byKey[l.Key] = li
 		links = append(links, li)
-		if !li.gone {
-			if cur := byUser[l.UserID]; cur == nil || l.Key < cur.key {
-				byUser[l.UserID] = li
-			}
-		}
+		claim(byUser, li)
 		return nil
 	})
 	if err != nil {
@@ -298,7 +302,7 @@ func (r *run) loadSnapshot(ctx context.Context) (st *snapshotState, ok bool, err
 	if err != nil {
 		return nil, false, fmt.Errorf("ldapsync: read changes since the sync snapshot: %w", err)
 	}
-	if !complete || len(ids) > snapshotPatchMax {
+	if !complete {
 		return nil, false, nil
 	}
 	decoded, err := decodeSnapshot(snap.Data)
@@ -384,17 +388,15 @@ func (r *run) patchLinks(ctx context.Context, links []*linkInfo, ids []string, f
 	}
 	out = append(out, fresh...)
 	// Of two live links to one user only the first by key may be fresh
-	// (install's rule): a second one read here must not be.
-	first := map[string]string{}
+	// (claim's rule): a second one read here must not be.
+	first := map[string]*linkInfo{}
 	for _, l := range out {
-		if !l.gone && changed[l.userID] {
-			if k, ok := first[l.userID]; !ok || l.key < k {
-				first[l.userID] = l.key
-			}
+		if changed[l.userID] {
+			claim(first, l)
 		}
 	}
 	for i, l := range out {
-		if l.fresh && changed[l.userID] && first[l.userID] != l.key {
+		if l.fresh && changed[l.userID] && first[l.userID] != l {
 			c := *l
 			c.fresh, c.fp, c.fpVersion = false, digest{}, 0
 			out[i] = &c
@@ -430,11 +432,11 @@ func (r *run) storeSnapshot(ctx context.Context) {
 			if links, err = r.patchLinks(ctx, r.snap.links, all, true); err != nil {
 				return err
 			}
-		} else if now, links, err = r.scanState(ctx); err != nil {
+		} else if now, links, err = r.scanState(ctx, map[string]*linkInfo{}, map[string]*linkInfo{}); err != nil {
 			return err
 		}
 		data := encodeSnapshot(links)
-		return r.s.st.Update(ctx, audit.Meta{Actor: r.meta.Actor, RunID: r.meta.RunID}, func(ctx context.Context, tx store.Tx) error {
+		return r.s.st.Update(ctx, r.meta, func(ctx context.Context, tx store.Tx) error {
 			return tx.PutSyncSnapshot(ctx, r.s.source, store.SyncSnapshot{AuditSeq: now, Data: data})
 		})
 	}()

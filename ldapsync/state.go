@@ -84,15 +84,17 @@ func (r *run) prefetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !ok {
-		seq, links, err := r.scanState(ctx)
+	if ok {
+		r.install(snap.links)
+	} else {
+		seq, links, err := r.scanState(ctx, r.links, r.linkedUser)
 		if err != nil {
 			return err
 		}
 		snap = &snapshotState{seq: seq, links: links, changed: true}
 	}
 	r.snap = snap
-	fresh := r.install(snap.links)
+	fresh := r.countLinks()
 	if stale := r.liveLinks - fresh; stale > staleBulkRead && stale > r.liveLinks/10 {
 		if err := r.loadUsers(ctx, true); err != nil {
 			return err

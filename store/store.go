@@ -98,13 +98,13 @@ type Reader interface {
 	// ListFingerprints.
 	ListUserVersions(ctx context.Context, fn func(UserVersion) error) error
 	// ListFingerprintsByKey returns the source's fingerprints of those keys
-	// (the ones it has), by key.
+	// (the ones it has), in no promised order.
 	ListFingerprintsByKey(ctx context.Context, source string, keys []string) ([]Fingerprint, error)
 	// ListLinksOfUsers returns a source's links (gone ones too) of the
-	// users ids, by key.
+	// users ids, in no promised order.
 	ListLinksOfUsers(ctx context.Context, source string, ids []string) ([]directory.SourceLink, error)
 	// ListUserVersionsByID returns the versions of those of the users ids
-	// that exist (soft-deleted ones included), by id.
+	// that exist (soft-deleted ones included), in no promised order.
 	ListUserVersionsByID(ctx context.Context, ids []string) ([]UserVersion, error)
 	// GetSyncSnapshot returns a sync source's stored snapshot (ErrNotFound
 	// when there is none).

@@ -145,7 +145,8 @@ func (t *txn) PutGroupFingerprints(ctx context.Context, source string, fps []sto
 	})
 }
 
-// ListFingerprintsByKey returns the source's fingerprints of keys, by key.
+// ListFingerprintsByKey returns the source's fingerprints of keys, by key
+// within each chunk of loadChunk keys.
 func (r *reader) ListFingerprintsByKey(ctx context.Context, source string, keys []string) ([]store.Fingerprint, error) {
 	const op = "list fingerprints by key"
 	var out []store.Fingerprint
@@ -234,7 +235,7 @@ ON CONFLICT (source) DO UPDATE SET audit_seq = excluded.audit_seq, data = exclud
 }
 
 // ListLinksOfUsers returns the source's links (gone ones too) whose user is
-// one of ids, by key.
+// one of ids, by key within each chunk of loadChunk ids.
 func (r *reader) ListLinksOfUsers(ctx context.Context, source string, ids []string) ([]directory.SourceLink, error) {
 	var out []directory.SourceLink
 	for start := 0; start < len(ids); start += loadChunk {
@@ -249,7 +250,7 @@ func (r *reader) ListLinksOfUsers(ctx context.Context, source string, ids []stri
 }
 
 // ListUserVersionsByID returns the versions of the users ids (those that
-// exist, soft-deleted ones included), by id.
+// exist, soft-deleted ones included), by id within each chunk of loadChunk.
 func (r *reader) ListUserVersionsByID(ctx context.Context, ids []string) ([]store.UserVersion, error) {
 	const op = "list user versions by id"
 	var out []store.UserVersion
